@@ -1,0 +1,255 @@
+"""Linear stencils along the last axis: weight tables built once from x, applied to a batch.
+
+A :class:`Stencil` says, for every output point i, which contiguous run of input samples
+it combines and with which weights. On uniform x the interior shares one weight vector
+(a convolution) and only the ``h`` points at each end have their own rows; on irregular x
+every point has its own row of a (n, w) table. Finite differences (Fornberg weights) and
+local polynomial fits (Savitzky–Golay) both reduce to such a table, so both share one
+fast apply: numba loops for NumPy (one read and one write per sample, rows split over
+threads), whole-array slicing arithmetic for other namespaces (CuPy, array-API).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numba
+import numpy as np
+
+from ._xp import asarray_like, is_numpy
+
+
+def fornberg_weights(x0: np.ndarray, nodes: np.ndarray, m: int) -> np.ndarray:
+    """Weights of the m-th derivative at points x0 (k,) from nodes (k, w): shape (k, w).
+
+    Fornberg's recursion (Math. Comp. 51, 1988), vectorised over the k evaluation points;
+    loops run over the stencil width only. Exact for polynomials of degree < w.
+    """
+    x0 = np.asarray(x0, dtype=np.float64)
+    nodes = np.asarray(nodes, dtype=np.float64)
+    k, w = nodes.shape
+    c = np.zeros((m + 1, k, w))
+    c[0, :, 0] = 1.0
+    c1 = np.ones(k)
+    c4 = nodes[:, 0] - x0
+    for i in range(1, w):
+        mn = min(i, m)
+        c2 = np.ones(k)
+        c5 = c4
+        c4 = nodes[:, i] - x0
+        for j in range(i):
+            c3 = nodes[:, i] - nodes[:, j]
+            c2 = c2 * c3
+            if j == i - 1:
+                for d in range(mn, 0, -1):
+                    c[d, :, i] = c1 * (d * c[d - 1, :, i - 1] - c5 * c[d, :, i - 1]) / c2
+                c[0, :, i] = -c1 * c5 * c[0, :, i - 1] / c2
+            for d in range(mn, 0, -1):
+                c[d, :, j] = (c4 * c[d, :, j] - d * c[d - 1, :, j]) / c3
+            c[0, :, j] = c4 * c[0, :, j] / c3
+        c1 = c2
+    return c[m]
+
+
+@dataclass(frozen=True)
+class Stencil:
+    """Weights for every output point of a series of n samples.
+
+    Uniform form (``center`` set): interior points i in [h, n-h) use
+    ``sum_j center[j] * y[i-h+j]``; the first h points use rows of ``left`` on samples
+    [0, left.shape[1]) and the last h use rows of ``right`` on the last right.shape[1].
+    Banded form (``table`` set): point i uses ``sum_j table[i, j] * y[start[i] + j]``.
+    """
+
+    n: int
+    center: np.ndarray | None = None
+    left: np.ndarray | None = None
+    right: np.ndarray | None = None
+    table: np.ndarray | None = None
+    start: np.ndarray | None = None
+
+    @property
+    def uniform(self) -> bool:
+        return self.center is not None
+
+    @property
+    def half_width(self) -> int:
+        """Samples each interior point reaches on each side."""
+        if self.center is not None:
+            return (self.center.shape[0] - 1) // 2
+        i = np.arange(self.n)
+        w = self.table.shape[1]
+        return int(max(np.max(i - self.start), np.max(self.start + w - 1 - i)))
+
+
+def local_window_starts(n: int, h: int, w: int) -> np.ndarray:
+    """Start of the w-sample window for each point: centred (i - h) inside, clamped at ends."""
+    return np.clip(np.arange(n) - h, 0, n - w).astype(np.int64)
+
+
+def banded_stencil(n: int, groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Stencil:
+    """A banded stencil from groups of (points (k,), window starts (k,), weights (k, width)).
+
+    Windows of different widths share one table as wide as the widest; narrower rows sit
+    at a column offset (zeros elsewhere) so that every row reads only samples inside [0, n).
+    """
+    w = max(weights.shape[1] for _, _, weights in groups)
+    table = np.zeros((n, w))
+    start = np.zeros(n, dtype=np.int64)
+    for points, begins, weights in groups:
+        if points.size == 0:
+            continue
+        row_start = np.minimum(begins, n - w)
+        offset = begins - row_start
+        table[points[:, None], offset[:, None] + np.arange(weights.shape[1])] = weights
+        start[points] = row_start
+    return Stencil(n=n, table=table, start=start)
+
+
+# ----------------------------------------------------------------------------- apply
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+# below this many samples in a batch, threads cost more than they give
+_THREAD_MIN_SIZE = 1 << 20
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    return _POOL
+
+
+def _threads_for(size: int) -> int:
+    """Threads to split a batch over: all cores from the main thread, one inside a worker.
+
+    Inside a Dask (or any other) worker thread the caller already runs tasks in parallel,
+    so the kernel stays on its thread and never oversubscribes the cores.
+    """
+    if size < _THREAD_MIN_SIZE or threading.current_thread() is not threading.main_thread():
+        return 1
+    return os.cpu_count() or 1
+
+
+def run_rows(func: Any, y2: np.ndarray, out2: np.ndarray, *args: Any) -> None:
+    """Run a nogil numba row kernel ``func(y2, *args, out2)`` split over threads by rows."""
+    rows = y2.shape[0]
+    nt = min(_threads_for(y2.size), rows)
+    if nt <= 1:
+        func(y2, *args, out2)
+        return
+    bounds = np.linspace(0, rows, nt + 1).astype(int)
+    futs = [
+        _pool().submit(func, y2[a:b], *args, out2[a:b])
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        if b > a
+    ]
+    for f in futs:
+        f.result()
+
+
+@numba.njit(nogil=True, cache=True)
+def _apply_uniform(y, center, left, right, out):  # pragma: no cover - compiled
+    rows, n = y.shape
+    w = center.shape[0]
+    h = (w - 1) // 2
+    m = n - 2 * h
+    wl = left.shape[1]
+    wr = right.shape[1]
+    for r in range(rows):
+        yr = y[r]
+        orow = out[r]
+        c0 = center[0]
+        for i in range(m):
+            orow[h + i] = c0 * yr[i]
+        for j in range(1, w):
+            cj = center[j]
+            for i in range(m):
+                orow[h + i] += cj * yr[j + i]
+        for i in range(h):
+            acc = 0.0
+            for j in range(wl):
+                acc += left[i, j] * yr[j]
+            orow[i] = acc
+            acc = 0.0
+            for j in range(wr):
+                acc += right[i, j] * yr[n - wr + j]
+            orow[n - h + i] = acc
+
+
+@numba.njit(nogil=True, cache=True)
+def _apply_banded(y, table, start, out):  # pragma: no cover - compiled
+    rows, n = y.shape
+    w = table.shape[1]
+    for r in range(rows):
+        yr = y[r]
+        orow = out[r]
+        for i in range(n):
+            s = start[i]
+            acc = 0.0
+            for j in range(w):
+                acc += table[i, j] * yr[s + j]
+            orow[i] = acc
+
+
+def apply_stencil(st: Stencil, y: Any, xp: ModuleType) -> Any:
+    """Apply a stencil along the last axis of y (..., n); returns a new array, y's dtype."""
+    if is_numpy(xp):
+        return _apply_numpy(st, y)
+    return _apply_generic(st, y, xp)
+
+
+def _apply_numpy(st: Stencil, y: np.ndarray) -> np.ndarray:
+    shape = y.shape
+    n = shape[-1]
+    y2 = np.ascontiguousarray(y).reshape(-1, n)
+    out2 = np.empty_like(y2)
+    dt = y2.dtype
+    if st.uniform:
+        run_rows(
+            _apply_uniform,
+            y2,
+            out2,
+            st.center.astype(dt),
+            st.left.astype(dt),
+            st.right.astype(dt),
+        )
+    else:
+        run_rows(_apply_banded, y2, out2, st.table.astype(dt), st.start)
+    return out2.reshape(shape)
+
+
+def _apply_generic(st: Stencil, y: Any, xp: ModuleType) -> Any:
+    """Namespace-generic apply: whole-array slices and matmuls, no per-point loop."""
+    n = y.shape[-1]
+    dt = y.dtype
+    if st.uniform:
+        w = st.center.shape[0]
+        h = (w - 1) // 2
+        c = [float(v) for v in st.center]
+        mid = c[0] * y[..., 0 : n - 2 * h]
+        for j in range(1, w):
+            mid = mid + c[j] * y[..., j : n - 2 * h + j]
+        parts = []
+        if h:
+            left = asarray_like(st.left.T.copy(), xp, dtype=dt)
+            parts.append(xp.matmul(y[..., : st.left.shape[1]], left))
+        parts.append(mid)
+        if h:
+            right = asarray_like(st.right.T.copy(), xp, dtype=dt)
+            parts.append(xp.matmul(y[..., n - st.right.shape[1] :], right))
+        return xp.concat(parts, axis=-1) if len(parts) > 1 else mid
+    w = st.table.shape[1]
+    out = None
+    for j in range(w):
+        idx = asarray_like(st.start + j, xp, dtype=xp.int64)
+        term = asarray_like(st.table[:, j].copy(), xp, dtype=dt) * xp.take(y, idx, axis=-1)
+        out = term if out is None else out + term
+    return out

@@ -1,0 +1,229 @@
+"""Plain-array entry point: validate once, then hand the batch to a method's kernel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._xp import namespace, to_numpy
+from .registry import MethodParams, MethodSpec, Output, get_method
+
+# relative tolerance under which spacing counts as uniform (float64 linspace rounding ~1e-15)
+UNIFORM_RTOL = 1e-9
+
+
+def check_coordinate(x: Any, n: int, *, where: str = "x") -> np.ndarray:
+    """Return x as a float64 host array after checking it against n samples.
+
+    Raises ValueError naming ``where`` and the first offending position when x has the
+    wrong length, is not finite, or is not strictly monotonic (duplicates included).
+    """
+    xa = np.asarray(to_numpy(x))
+    if xa.ndim != 1:
+        raise ValueError(f"{where}: coordinate must be 1-D, got shape {xa.shape}")
+    if xa.dtype.kind not in "iuf":
+        raise TypeError(f"{where}: coordinate must be numeric, got dtype {xa.dtype}")
+    xa = xa.astype(np.float64, copy=False)
+    if xa.shape[0] != n:
+        raise ValueError(f"{where}: coordinate has {xa.shape[0]} values but the data has {n}")
+    bad = np.flatnonzero(~np.isfinite(xa))
+    if bad.size:
+        raise ValueError(
+            f"{where}: coordinate has {bad.size} non-finite value(s); first at position "
+            f"{bad[0]} ({xa[bad[0]]})"
+        )
+    if n >= 2:
+        d = np.diff(xa)
+        sign = 1.0 if d[0] > 0 else -1.0
+        off = np.flatnonzero(~(d * sign > 0))
+        if off.size:
+            i = int(off[0]) + 1
+            kind = "a duplicate" if d[i - 1] == 0 else "not strictly monotonic"
+            raise ValueError(
+                f"{where}: coordinate is {kind} at position {i} "
+                f"(value {xa[i]!r} after {xa[i - 1]!r}); it must be strictly increasing "
+                "or strictly decreasing"
+            )
+    return xa
+
+
+def uniform_step(x: np.ndarray) -> float | None:
+    """The constant spacing of increasing x, or None when the spacing varies."""
+    if x.shape[0] < 2:
+        return None
+    d = np.diff(x)
+    h = (x[-1] - x[0]) / (x.shape[0] - 1)
+    if np.all(np.abs(d - h) <= UNIFORM_RTOL * abs(h)):
+        return float(h)
+    return None
+
+
+def check_data(y: Any, name: str = "y") -> Any:
+    """TypeError for non-numeric data; integers and bools become float64."""
+    dt = y.dtype
+    kind = getattr(dt, "kind", None)
+    if kind is None:  # array-API dtypes have no .kind
+        xp = namespace(y)
+        if xp.isdtype(dt, "real floating"):
+            return y
+        if xp.isdtype(dt, "integral"):
+            return xp.astype(y, xp.float64)
+        raise TypeError(f"{name}: data must be real numeric, got dtype {dt}")
+    if kind == "f":
+        return y
+    if kind in "iu":
+        return y.astype(np.float64)
+    raise TypeError(f"{name}: data must be real numeric (float or int), got dtype {dt}")
+
+
+def nan_report(mask: np.ndarray, limit: int = 5) -> str:
+    """'3 NaN(s), first at index (0, 17), (2, 4)' for a boolean mask of any shape."""
+    idx = np.argwhere(mask)
+    first = ", ".join(str(tuple(int(v) for v in row)) for row in idx[:limit])
+    more = " ..." if idx.shape[0] > limit else ""
+    return f"{idx.shape[0]} NaN(s), at index {first}{more}"
+
+
+def check_nans(spec: MethodSpec, y: Any, params: MethodParams, name: str = "y") -> None:
+    """Apply the NaN policy that does not need the kernel: raise, or refuse 'omit'."""
+    policy = params.nan_policy
+    if policy == "propagate":
+        return
+    if policy == "omit" and not spec.nan_omit:
+        raise ValueError(
+            f"method {spec.name!r}: nan_policy='omit' is not supported; use 'raise' or "
+            "'propagate' (methods that support it: "
+            + ", ".join(s.describe()["name"] for s in _omit_methods())
+            + ")"
+        )
+    if policy == "raise":
+        xp = namespace(y)
+        if bool(xp.any(xp.isnan(y))):
+            mask = to_numpy(xp.isnan(y))
+            raise ValueError(
+                f"{name}: data has {nan_report(mask)} (along the last axis); use "
+                "nan_policy='omit' (methods that support it) or 'propagate'"
+            )
+
+
+def _omit_methods() -> list[MethodSpec]:
+    from .registry import registered
+
+    return [s for s in registered().values() if s.nan_omit]
+
+
+def check_length(spec: MethodSpec, order: int, params: MethodParams, n: int, where: str) -> None:
+    """ValueError when n samples are fewer than the method needs."""
+    need = spec.min_samples(order, params)
+    if n < need:
+        raise ValueError(
+            f"{where}: method {spec.name!r} with these parameters needs at least {need} "
+            f"samples for order {order}, got {n}"
+        )
+
+
+def differentiate_array(
+    y: Any,
+    x: Any = None,
+    method: str = "finite_difference",
+    order: int = 1,
+    axis: int = -1,
+    *,
+    return_smoothed: bool = False,
+    return_choices: bool = False,
+    **params: Any,
+) -> Any:
+    """Differentiate ``y`` along ``axis`` with respect to the coordinate ``x``.
+
+    Parameters
+    ----------
+    y : array of shape (..., n, ...)
+        Samples; every 1-D slice along ``axis`` is one series. NumPy, CuPy or array-API.
+    x : array of shape (n,), optional
+        Sample coordinates, strictly increasing or decreasing, possibly irregular.
+        None means unit spacing (0, 1, ..., n-1).
+    method : str
+        A registered method name (see :func:`deltaflow.methods`).
+    order : int
+        Derivative order.
+    return_smoothed : bool
+        Also return the method's smoothed signal (methods with ``smoothed`` capability).
+    return_choices : bool
+        Also return the per-series automatic choices (dict of arrays of shape y.shape
+        without ``axis``).
+    **params
+        The method's parameters (``deltaflow.methods()`` lists them).
+
+    Returns
+    -------
+    The derivative with y's shape, or a tuple (derivative, [smoothed], [choices]).
+    """
+    spec = get_method(method)
+    spec.check_order(order)
+    p = spec.make_params(params)
+    if return_smoothed and not spec.has_smoothed:
+        raise ValueError(f"method {spec.name!r} has no smoothed signal (return_smoothed=True)")
+    xp = namespace(y)
+    if not hasattr(y, "shape"):
+        y = np.asarray(y)
+        xp = np
+    y = check_data(y)
+    if y.ndim == 0:
+        raise ValueError("y: data must have at least one dimension")
+    y = xp.moveaxis(y, axis, -1)
+    n = y.shape[-1]
+    xa = np.arange(n, dtype=np.float64) if x is None else check_coordinate(x, n)
+    check_length(spec, order, p, n, "y")
+    if not spec.irregular and uniform_step(np.sort(xa)) is None:
+        raise ValueError(f"method {spec.name!r} needs uniform spacing; x is irregular")
+    check_nans(spec, y, p)
+    out = run_kernel(spec, y, xa, order, p, smoothed=return_smoothed)
+    d = xp.moveaxis(out.output.derivative, -1, axis)
+    result: list[Any] = [d]
+    if return_smoothed:
+        result.append(xp.moveaxis(out.output.smoothed, -1, axis))
+    if return_choices:
+        result.append(out.chosen)
+    return result[0] if len(result) == 1 else tuple(result)
+
+
+class KernelRun:
+    """The output of one kernel call and the automatic choices it used."""
+
+    __slots__ = ("output", "chosen")
+
+    def __init__(self, output: Output, chosen: dict[str, Any]):
+        self.output = output
+        self.chosen = chosen
+
+
+def run_kernel(
+    spec: MethodSpec,
+    y: Any,
+    x: np.ndarray,
+    order: int,
+    params: MethodParams,
+    *,
+    chosen: dict[str, Any] | None = None,
+    smoothed: bool = False,
+) -> KernelRun:
+    """Call a kernel on validated input (last axis), handling decreasing x.
+
+    ``chosen`` are per-series choices from an earlier ``choose`` pass; when None and the
+    method has a ``choose``, they are computed here from y (which must then hold whole series).
+    """
+    xp = namespace(y)
+    flip = x.shape[0] >= 2 and x[-1] < x[0]
+    if flip:
+        y = xp.flip(y, axis=-1)
+        x = x[::-1].copy()
+    if chosen is None:
+        chosen = spec.choose(y, x, order, params, xp) if spec.choose is not None else {}
+    out = spec.apply(y, x, order, params, chosen, xp, smoothed)
+    if flip:
+        out = Output(
+            xp.flip(out.derivative, axis=-1),
+            None if out.smoothed is None else xp.flip(out.smoothed, axis=-1),
+        )
+    return KernelRun(out, chosen)

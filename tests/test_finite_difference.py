@@ -1,0 +1,116 @@
+"""finite_difference: convergence order, ends, irregular grids, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import deltaflow as dfl
+
+from truths import TRUTHS
+
+
+@pytest.mark.parametrize("irregular", [False, True])
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+@pytest.mark.parametrize("accuracy", [2, 4, 6])
+def test_convergence_slope_matches_accuracy(order, accuracy, irregular):
+    """Max error (ends included) falls like h**accuracy (at least)."""
+    t = TRUTHS["sin"]
+    ns = np.array([21, 41, 81])
+    errs = []
+    for n in ns:
+        x = t.grid(int(n), irregular=irregular, seed=3)
+        d = dfl.differentiate_array(t(x), x, order=order, accuracy=accuracy)
+        errs.append(np.max(np.abs(d - t(x, order))))
+    slope = -np.polyfit(np.log(ns - 1), np.log(errs), 1)[0]
+    # jittered grids differ per n, so their observed slope scatters more
+    assert slope > accuracy - (1.0 if irregular else 0.6), (errs, slope)
+
+
+@pytest.mark.parametrize("accuracy", [2, 4, 6, 8])
+def test_exact_on_polynomials_including_ends(accuracy):
+    """A stencil of accuracy a is exact for polynomials of degree <= a (order 1)."""
+    x = np.linspace(-1, 1, 30)
+    y = x**accuracy
+    d = dfl.differentiate_array(y, x, order=1, accuracy=accuracy)
+    np.testing.assert_allclose(d, accuracy * x ** (accuracy - 1), atol=1e-8)
+
+
+def test_matches_numpy_gradient_second_order_interior_and_edges():
+    x = np.linspace(0, 3, 50)
+    y = np.exp(x)
+    d = dfl.differentiate_array(y, x)
+    np.testing.assert_allclose(d, np.gradient(y, x, edge_order=2), rtol=1e-12)
+
+
+def test_axis_batch_and_float32():
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal((3, 40, 5))
+    x = np.cumsum(rng.uniform(0.5, 1.5, 40))
+    d = dfl.differentiate_array(y, x, axis=1, accuracy=4)
+    for i in range(3):
+        for j in range(5):
+            np.testing.assert_allclose(
+                d[i, :, j], dfl.differentiate_array(y[i, :, j], x, accuracy=4), rtol=1e-12
+            )
+    d32 = dfl.differentiate_array(y.astype(np.float32), x, axis=1, accuracy=4)
+    assert d32.dtype == np.float32
+    np.testing.assert_allclose(d32, d, rtol=1e-3, atol=1e-3)
+
+
+def test_decreasing_coordinate_gives_same_derivative():
+    x = np.linspace(0, 2, 25)
+    y = x**3
+    d_inc = dfl.differentiate_array(y, x, accuracy=4)
+    d_dec = dfl.differentiate_array(y[::-1], x[::-1], accuracy=4)
+    np.testing.assert_allclose(d_dec[::-1], d_inc, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"accuracy": 3}, "accuracy"),
+        ({"order": 5}, "order must be in 1..4, got 5"),
+        ({"bogus": 1}, "bogus: unknown parameter"),
+        ({"method": "nope"}, "unknown method 'nope'"),
+        ({"x": np.r_[0.0, 1.0, 1.0, 2.0, 3.0, 4.0]}, "duplicate at position 2"),
+        ({"x": np.r_[0.0, 1.0, 3.0, 2.0, 4.0, 5.0]}, "not strictly monotonic at position 3"),
+        ({"x": np.r_[0.0, 1.0, np.nan, 3.0, 4.0, 5.0]}, "non-finite value(s); first at position 2"),
+        ({"x": np.arange(5.0)}, "coordinate has 5 values but the data has 6"),
+    ],
+)
+def test_invalid_input_messages(kwargs, message):
+    y = np.arange(6.0) ** 2
+    with pytest.raises(ValueError) as err:
+        dfl.differentiate_array(y, **kwargs)
+    assert message in str(err.value)
+
+
+def test_too_few_samples_and_dtype_errors():
+    with pytest.raises(ValueError, match="needs at least 7 samples for order 2, got 4"):
+        dfl.differentiate_array(np.arange(4.0), order=2, accuracy=4)
+    with pytest.raises(TypeError, match="data must be real numeric"):
+        dfl.differentiate_array(np.array(["a", "b", "c"]))
+    np.testing.assert_allclose(dfl.differentiate_array(np.arange(5) * 2), 2.0)
+
+
+def test_nan_policies():
+    y = np.sin(np.linspace(0, 1, 20))[None].repeat(3, 0)
+    y[1, 7] = np.nan
+    with pytest.raises(ValueError, match=r"1 NaN\(s\), at index \(1, 7\)"):
+        dfl.differentiate_array(y)
+    with pytest.raises(ValueError, match="nan_policy='omit' is not supported"):
+        dfl.differentiate_array(y, nan_policy="omit")
+    d = dfl.differentiate_array(y, nan_policy="propagate")
+    assert np.isnan(d[1, 6:9]).all() and np.isfinite(d[[0, 2]]).all()
+    assert np.isfinite(np.delete(d[1], [6, 7, 8])).all()
+
+
+def test_array_api_strict_matches_numpy():
+    xps = pytest.importorskip("array_api_strict")
+    rng = np.random.default_rng(2)
+    y = rng.standard_normal((4, 30))
+    for x in (np.linspace(0, 1, 30), np.sort(rng.uniform(0, 1, 30))):
+        ref = dfl.differentiate_array(y, x, order=2, accuracy=4)
+        got = dfl.differentiate_array(xps.asarray(y), x, order=2, accuracy=4)
+        np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-10, atol=1e-10)
