@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import accessor as _accessor  # noqa: F401  (registers the .delta accessor)
+from .engine import differentiate, smooth
+from .integrate import integrate
 from .kernels import differentiate_array, get_method, registered
 
 __version__ = "0.1.0"
@@ -14,4 +17,12 @@ def methods() -> dict[str, dict[str, Any]]:
     return {name: spec.describe() for name, spec in sorted(registered().items())}
 
 
-__all__ = ["__version__", "differentiate_array", "get_method", "methods"]
+__all__ = [
+    "__version__",
+    "differentiate",
+    "differentiate_array",
+    "get_method",
+    "integrate",
+    "methods",
+    "smooth",
+]

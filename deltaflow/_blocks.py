@@ -1,0 +1,267 @@
+"""Array-level block machinery for the engine: halos, chunk merging, whole-dim blocks.
+
+No xarray here (the engine is the thin labelled glue above). A *segment function*
+``func(y, x, extras) -> tuple`` computes outputs for a contiguous run of samples along
+the last axis of ``y`` (x the matching coordinates, ``extras`` per-series arrays without
+that axis); its contract is the kernel footprint contract: on a segment ``[a, b)`` of a
+series of n samples, its values at points ``[a + hl, b - hr)`` (``a + 0`` at the true
+start, ``b - 0`` at the true end) equal those of the whole series.
+
+:func:`blockwise_with_halo` builds a Dask graph with one overlap layer (halo slices of the
+neighbouring blocks and the x slice of each block) and one kernel layer (one task per
+input block). Each kernel task runs the segment function on its own block, whose interior
+is already exact, and then patches the ``hl``/``hr`` samples at each inner block edge from
+two small segments (halo + a few samples of the block): no concatenated copy of the block.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+LOGGER = logging.getLogger("deltaflow")
+
+# a block at least this many times the patch width is patched at its edges instead of
+# being concatenated with its halos (concatenation copies the whole block)
+_PATCH_FACTOR = 4
+
+
+def format_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover - loop always returns
+
+
+def merge_chunks(chunks: Sequence[int], minimum: int) -> tuple[int, ...]:
+    """Merge chunks smaller than ``minimum`` into their neighbours (the total is kept).
+
+    Greedy left to right; a short remainder at the end joins the last merged chunk.
+    """
+    chunks = tuple(int(c) for c in chunks)
+    if minimum <= 1 or all(c >= minimum for c in chunks):
+        return chunks
+    out: list[int] = []
+    acc = 0
+    for c in chunks:
+        acc += c
+        if acc >= minimum:
+            out.append(acc)
+            acc = 0
+    if acc:
+        if out:
+            out[-1] += acc
+        else:
+            out.append(acc)
+    return tuple(out)
+
+
+def raise_on_nan(y: Any, offsets: Sequence[int], axis_order: Sequence[int], where: str) -> None:
+    """ValueError naming ``where`` and the first NaN positions (global indices) in block y.
+
+    ``y`` has the differentiated axis last; ``axis_order[k]`` is the original axis of y's
+    axis k and ``offsets`` the block's start along each original axis.
+    """
+    if not bool(np.isnan(np.min(y))):  # min propagates NaN: one read pass
+        return
+    mask = np.asarray(np.isnan(y))
+    idx = np.argwhere(mask)[:5]
+    glob = np.zeros((idx.shape[0], len(offsets)), dtype=np.int64)
+    for k, ax in enumerate(axis_order):
+        glob[:, ax] = idx[:, k] + offsets[ax]
+    first = ", ".join(str(tuple(int(v) for v in row)) for row in glob)
+    raise ValueError(
+        f"{where}: data has {int(mask.sum())} NaN(s) in the block at {tuple(offsets)}, "
+        f"first at index {first}; use nan_policy='omit' (methods that support it) or "
+        "'propagate'"
+    )
+
+
+def _writable(a: Any) -> Any:
+    flags = getattr(a, "flags", None)
+    return a if flags is None or flags.writeable else a.copy()
+
+
+def _segment_call(func, y, x, extras):
+    outs = func(y, x, extras)
+    return list(outs) if isinstance(outs, tuple | list) else [outs]
+
+
+def _kernel_task(
+    func: Callable,
+    axis: int,
+    hl: int,
+    hr: int,
+    patch: int,
+    n_axis_out: int,
+    nan_where: str | None,
+    offsets: tuple[int, ...],
+    center: Any,
+    left: Any,
+    right: Any,
+    xext: np.ndarray,
+    *extras: Any,
+) -> Any:
+    """One block: the segment function on the block, edges patched from the halos."""
+    ndim = center.ndim
+    yc = np.moveaxis(center, axis, -1)
+    axis_order = [a for a in range(ndim) if a != axis] + [axis]
+    if nan_where is not None:
+        raise_on_nan(yc, offsets, axis_order, nan_where)
+    c = yc.shape[-1]
+    yl = None if left is None else np.moveaxis(left, axis, -1)
+    yr = None if right is None else np.moveaxis(right, axis, -1)
+    nl = 0 if yl is None else yl.shape[-1]
+    nr = 0 if yr is None else yr.shape[-1]
+    ex = list(extras)
+    if nl == 0 and nr == 0:
+        outs = _segment_call(func, yc, xext, ex)
+    elif c < _PATCH_FACTOR * patch:
+        parts = [p for p in (yl, yc, yr) if p is not None]
+        seg = np.concatenate(parts, axis=-1)
+        outs = _segment_call(func, seg, xext, ex)
+        outs = [o[..., nl : nl + c] for o in outs[:n_axis_out]] + outs[n_axis_out:]
+    else:
+        outs = _segment_call(func, yc, xext[nl : nl + c], ex)
+        outs = [_writable(o) if i < n_axis_out else o for i, o in enumerate(outs)]
+        if nl:
+            seg = np.concatenate([yl, yc[..., :patch]], axis=-1)
+            part = _segment_call(func, seg, xext[: nl + patch], ex)
+            for i in range(n_axis_out):
+                outs[i][..., :hl] = part[i][..., nl : nl + hl]
+        if nr:
+            seg = np.concatenate([yc[..., c - patch :], yr], axis=-1)
+            part = _segment_call(func, seg, xext[nl + c - patch :], ex)
+            for i in range(n_axis_out):
+                outs[i][..., c - hr :] = part[i][..., patch - hr : patch]
+    for i in range(n_axis_out):
+        outs[i] = np.moveaxis(outs[i], -1, axis)
+    return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def blockwise_with_halo(
+    y: Any,
+    axis: int,
+    x: np.ndarray,
+    func: Callable,
+    *,
+    halo: tuple[int, int],
+    need: int,
+    outputs: Sequence[tuple[Any, bool]],
+    extras: Sequence[Any] = (),
+    nan_where: str | None = None,
+    name: str = "deltaflow",
+    token: Any = None,
+) -> list[Any]:
+    """Apply a segment function to every block of dask array ``y``, exact across chunks.
+
+    Parameters
+    ----------
+    y : dask array, chunked freely; chunks along ``axis`` must be at least the halo each
+        (use :func:`merge_chunks` first).
+    x : (n,) float64 coordinates along ``axis``.
+    halo : samples (left, right) a segment needs beyond the points it must get right.
+    need : the fewest samples a segment may have (the method's ``min_samples``).
+    outputs : (dtype, has_axis) per output of ``func``; outputs with the axis come first
+        and keep y's shape; the others drop ``axis`` (only when ``axis`` is one chunk).
+    extras : dask arrays without ``axis`` whose chunks equal y's on the other axes.
+    nan_where : when set, each block raises ValueError on NaN, naming this.
+    token : a deterministic stand-in for ``func`` in the graph names (e.g. method, order,
+        parameters), so that equal calls give equal names.
+
+    Returns one dask array per output.
+    """
+    import dask.array as da
+    from dask.array.utils import meta_from_array
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    hl, hr = int(halo[0]), int(halo[1])
+    chunks = y.chunks
+    ax_chunks = chunks[axis]
+    nb = len(ax_chunks)
+    if nb > 1 and min(ax_chunks) < max(hl, hr):
+        raise ValueError(
+            f"chunks along axis {axis} must be at least the halo {max(hl, hr)}: {ax_chunks}"
+        )
+    n_axis_out = sum(1 for _, has in outputs if has)
+    if any(not has for _, has in outputs[:n_axis_out]) or (n_axis_out < len(outputs) and nb > 1):
+        raise ValueError("outputs without the axis come last and need one chunk along it")
+    starts = np.concatenate([[0], np.cumsum(ax_chunks)]).astype(np.int64)
+    n = int(starts[-1])
+    patch = max(hl + hr, need)
+    fkey = func if token is None else token
+    tok = tokenize(y.name, x, hl, hr, need, fkey, [e.name for e in extras], nan_where, outputs)
+    ovl = f"{name}-overlap-{tok}"
+    knl = f"{name}-{tok}"
+    layer_ovl: dict = {}
+    layer_knl: dict = {}
+    block_offsets = [np.concatenate([[0], np.cumsum(c)]).astype(np.int64) for c in chunks]
+    for k in range(nb):
+        lo = max(int(starts[k]) - (hl if k > 0 else 0), 0)
+        hi = min(int(starts[k + 1]) + (hr if k < nb - 1 else 0), n)
+        layer_ovl[(ovl, 2, k)] = np.ascontiguousarray(x[lo:hi])
+    for idx in np.ndindex(*y.numblocks):
+        k = idx[axis]
+        left = right = None
+        if k > 0 and hl:
+            src = (y.name, *idx[:axis], k - 1, *idx[axis + 1 :])
+            slc = tuple(slice(-hl, None) if a == axis else slice(None) for a in range(y.ndim))
+            left = (ovl, 0, *idx)
+            layer_ovl[left] = (operator.getitem, src, slc)
+        if k < nb - 1 and hr:
+            src = (y.name, *idx[:axis], k + 1, *idx[axis + 1 :])
+            slc = tuple(slice(0, hr) if a == axis else slice(None) for a in range(y.ndim))
+            right = (ovl, 1, *idx)
+            layer_ovl[right] = (operator.getitem, src, slc)
+        offsets = tuple(int(block_offsets[a][i]) for a, i in enumerate(idx))
+        ex_keys = [(e.name, *idx[:axis], *idx[axis + 1 :]) for e in extras]
+        layer_knl[(knl, *idx)] = (
+            _kernel_task,
+            func,
+            axis,
+            hl,
+            hr,
+            patch,
+            n_axis_out,
+            nan_where,
+            offsets,
+            (y.name, *idx),
+            left,
+            right,
+            (ovl, 2, k),
+            *ex_keys,
+        )
+    layers = {ovl: layer_ovl, knl: layer_knl}
+    deps = {ovl: {y.name}, knl: {ovl, y.name, *(e.name for e in extras)}}
+    graph_layers = dict(layers)
+    collections = [y, *extras]
+    for col in collections:
+        hg = col.__dask_graph__()
+        for lname, lay in hg.layers.items():
+            graph_layers.setdefault(lname, lay)
+            deps.setdefault(lname, set(hg.dependencies.get(lname, set())))
+    hlg = HighLevelGraph(graph_layers, deps)
+    drop_chunks = tuple(c for a, c in enumerate(chunks) if a != axis)
+    if len(outputs) == 1 and outputs[0][1]:
+        dtype, _ = outputs[0]
+        meta = meta_from_array(y._meta, ndim=y.ndim, dtype=dtype)
+        return [da.Array(hlg, knl, chunks, meta=meta)]
+    result = []
+    for i, (dtype, has_axis) in enumerate(outputs):
+        oname = f"{name}-out{i}-{tok}"
+        layer = {}
+        for idx in np.ndindex(*y.numblocks):
+            okey = (oname, *idx) if has_axis else (oname, *idx[:axis], *idx[axis + 1 :])
+            layer[okey] = (operator.getitem, (knl, *idx), i)
+        g = HighLevelGraph({**hlg.layers, oname: layer}, {**hlg.dependencies, oname: {knl}})
+        ndim = y.ndim if has_axis else y.ndim - 1
+        meta = meta_from_array(y._meta, ndim=ndim, dtype=dtype)
+        result.append(da.Array(g, oname, chunks if has_axis else drop_chunks, meta=meta))
+    return result
