@@ -24,6 +24,12 @@ ORACLE_RMSE: dict[str, dict[tuple[int, float], tuple[float, float]]] = {
         (1, 0.0): (1e-3, 1e-3),
         (2, 0.0): (1e-3, 5e-3),
     },
+    "spline": {
+        (1, 0.0): (1e-8, 1e-4),
+        (2, 0.0): (1e-6, 1e-2),
+        (1, 0.01): (3e-2, 6e-2),
+        (2, 0.01): (0.25, 0.4),
+    },
 }
 
 ORACLE_SIGNALS = ("sin", "exp", "poly", "black_scholes")

@@ -1,0 +1,177 @@
+"""spline: agreement with SciPy's smoothing spline, exactness, GCV, irregular x, NaNs, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.interpolate import make_smoothing_spline
+
+import deltaflow as dfl
+from deltaflow.kernels.spline import DERIVATIVE_FACTOR
+
+from truths import TRUTHS, noisy
+
+
+def _irregular(n=80, seed=0, a=0.0, b=3.0):
+    rng = np.random.default_rng(seed)
+    return np.sort(np.r_[a, b, rng.uniform(a, b, n - 2)])
+
+
+@pytest.mark.parametrize("irregular", [False, True])
+def test_cubic_matches_scipy_smoothing_spline(irregular):
+    """degree 3 minimises the same criterion as scipy's make_smoothing_spline."""
+    x = _irregular(seed=1) if irregular else np.linspace(0.0, 3.0, 80)
+    rng = np.random.default_rng(2)
+    y = np.sin(2 * x) + 0.05 * rng.standard_normal((3, x.size))
+    lam = 0.01
+    step = (x[-1] - x[0]) / (x.size - 1)
+    smoothing = lam / step**3
+    for order in (1, 2, 3):
+        d, f = dfl.differentiate_array(
+            y,
+            x,
+            method="spline",
+            order=order,
+            degree=3,
+            smoothing=smoothing,
+            return_smoothed=True,
+        )
+        for r in range(3):
+            ref = make_smoothing_spline(x, y[r], lam=lam)
+            np.testing.assert_allclose(f[r], ref(x), atol=1e-9)
+            if order < 3:  # f''' of a cubic jumps at knots; compare orders 1 and 2 only
+                np.testing.assert_allclose(d[r], ref.derivative(order)(x), atol=1e-7)
+
+
+@pytest.mark.parametrize("degree", [3, 5])
+@pytest.mark.parametrize("smoothing", [1e-3, 1.0, 1e6])
+def test_penalty_null_space_is_reproduced_exactly(degree, smoothing):
+    """Polynomials of degree < m cost no penalty: reproduced for any smoothing, ends included."""
+    x = _irregular(n=60, seed=3, a=-1.0, b=2.0)
+    m = (degree + 1) // 2
+    coef = [0.7, -1.3, 0.4][:m]
+    y = np.polynomial.polynomial.polyval(x, coef)
+    for order in range(1, 4):
+        d = dfl.differentiate_array(
+            y, x, method="spline", order=order, degree=degree, smoothing=smoothing
+        )
+        true = np.polynomial.polynomial.polyval(x, np.polynomial.polynomial.polyder(coef, order))
+        np.testing.assert_allclose(d, true, atol=1e-7 * (1 + abs(true).max()))
+
+
+@pytest.mark.parametrize("degree", [3, 5])
+def test_tiny_smoothing_reproduces_a_cubic_inside(degree):
+    """Near interpolation: a cubic and its derivatives are recovered away from the ends."""
+    x = np.linspace(-1.0, 1.0, 101)
+    y = 1 + 2 * x - 3 * x**2 + 0.5 * x**3
+    truths = {1: 2 - 6 * x + 1.5 * x**2, 2: -6 + 3 * x, 3: np.full_like(x, 3.0)}
+    inner = slice(25, -25)
+    for order, true in truths.items():
+        if order == 3 and degree == 3:
+            continue  # piecewise-constant third derivative of a cubic spline
+        d = dfl.differentiate_array(
+            y, x, method="spline", order=order, degree=degree, smoothing=1e-6
+        )
+        assert np.max(np.abs(d - true)[inner]) < 1e-5 * 10**order, order
+
+
+def test_gcv_smoothing_grows_with_noise_and_matches_scipy():
+    """Plain GCV (factor removed) gives scipy's GCV fit; the choice grows with the noise."""
+    t = TRUTHS["sin"]
+    x = t.grid(201, irregular=True, seed=4)
+    levels = (0.001, 0.01, 0.1)
+    ys = np.stack([noisy(t(x), lev, seed=7) for lev in levels])
+    _, ch = dfl.differentiate_array(ys, x, method="spline", order=1, degree=3, return_choices=True)
+    s = ch["smoothing"]
+    assert s.shape == (3,)
+    assert s[0] < s[1] < s[2]
+    gcv_only = s / DERIVATIVE_FACTOR[3][1]
+    for r, lev in enumerate(levels):
+        _, f = dfl.differentiate_array(
+            ys[r], x, method="spline", degree=3, smoothing=gcv_only[r], return_smoothed=True
+        )
+        ref = make_smoothing_spline(x, ys[r])(x)
+        sigma = lev * np.ptp(t(x))
+        assert np.sqrt(np.mean((f - ref) ** 2)) < 0.05 * sigma, r
+
+
+def test_automatic_smoothing_beats_fixed_extremes():
+    """The GCV-based choice lands between under- and over-smoothing on noisy data."""
+    t = TRUTHS["black_scholes"]
+    x = t.grid(201, irregular=True, seed=5)
+    y = np.stack([noisy(t(x), 0.01, seed=s) for s in range(3)])
+    true = t(x, 1)
+
+    def err(**kw):
+        d = dfl.differentiate_array(y, x, method="spline", order=1, **kw)
+        return np.sqrt(np.mean((d - true)[:, 20:-20] ** 2))
+
+    auto = err()
+    assert auto < 0.5 * err(smoothing=1e-2)
+    assert auto < 0.5 * err(smoothing=1e12)
+
+
+def test_nan_omit_equals_fit_on_observed_samples():
+    x = _irregular(n=70, seed=6)
+    rng = np.random.default_rng(8)
+    y = np.cos(x) + 0.02 * rng.standard_normal((2, x.size))
+    y[1, [5, 6, 30]] = np.nan
+    lam = 0.02
+    step = (x[-1] - x[0]) / (x.size - 1)
+    d, f = dfl.differentiate_array(
+        y,
+        x,
+        method="spline",
+        degree=3,
+        smoothing=lam / step**3,
+        nan_policy="omit",
+        return_smoothed=True,
+    )
+    keep = ~np.isnan(y[1])
+    ref = make_smoothing_spline(x[keep], y[1, keep], lam=lam)
+    np.testing.assert_allclose(f[1, keep], ref(x[keep]), atol=1e-9)
+    np.testing.assert_allclose(d[1, keep], ref.derivative()(x[keep]), atol=1e-7)
+    # the omitted points get the spline's value there, and the clean row is untouched
+    assert np.isfinite(d[1]).all()
+    clean = dfl.differentiate_array(y[0], x, method="spline", degree=3, smoothing=lam / step**3)
+    np.testing.assert_allclose(d[0], clean, rtol=1e-12)
+
+
+def test_nan_omit_with_automatic_smoothing_and_propagate():
+    x = np.linspace(0, 4, 120)
+    rng = np.random.default_rng(9)
+    y = np.sin(x) + 0.01 * rng.standard_normal((3, x.size))
+    y[2, 40:45] = np.nan
+    d, ch = dfl.differentiate_array(y, x, method="spline", nan_policy="omit", return_choices=True)
+    assert np.isfinite(d).all() and np.isfinite(ch["smoothing"]).all()
+    assert np.max(np.abs(d[2] - np.cos(x))[10:-10]) < 0.1
+    p = dfl.differentiate_array(y, x, method="spline", nan_policy="propagate")
+    assert np.isnan(p[2]).all() and np.isfinite(p[:2]).all()
+    np.testing.assert_allclose(p[:2], d[:2], rtol=1e-12)
+
+
+def test_order_three_quintic():
+    t = TRUTHS["sin"]
+    x = t.grid(301, irregular=True, seed=2)
+    d = dfl.differentiate_array(t(x), x, method="spline", order=3, smoothing=1e-2)
+    assert np.max(np.abs(d - t(x, 3))[30:-30]) < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"smoothing": -1.0}, "method 'spline': smoothing: Input should be greater than 0"),
+        ({"smoothing": 0.0}, "smoothing: Input should be greater than 0"),
+        ({"degree": 4}, "method 'spline': degree: Input should be 3 or 5"),
+        ({"order": 4}, "method 'spline': order must be in 1..3, got 4"),
+    ],
+)
+def test_invalid_parameters(kwargs, message):
+    with pytest.raises(ValueError) as err:
+        dfl.differentiate_array(np.sin(np.arange(20.0)), method="spline", **kwargs)
+    assert message in str(err.value)
+
+
+def test_too_few_samples():
+    with pytest.raises(ValueError, match="needs at least 4 samples for order 1, got 3"):
+        dfl.differentiate_array(np.arange(3.0), method="spline")
