@@ -272,6 +272,25 @@ class KubernetesProfile(_Scaled):
     scheduler_service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     shutdown_on_close: bool = True
     idle_timeout: int | None = Field(None, ge=0, description="seconds before an idle cluster goes")
+    volumes: list[dict[str, Any]] = Field(
+        default_factory=list, description="pod volumes (Kubernetes syntax), e.g. a shared PVC"
+    )
+    volume_mounts: list[dict[str, Any]] = Field(
+        default_factory=list, description="where scheduler and worker containers mount them"
+    )
+
+    @model_validator(mode="after")
+    def _mounts_match(self) -> KubernetesProfile:
+        names = {v.get("name") for v in self.volumes}
+        for i, m in enumerate(self.volume_mounts):
+            if "mountPath" not in m or "name" not in m:
+                raise ValueError(f"volume_mounts[{i}]: needs 'name' and 'mountPath'")
+            if m["name"] not in names:
+                raise ValueError(
+                    f"volume_mounts[{i}]: no volume named {m['name']!r} in volumes "
+                    f"(have: {', '.join(sorted(map(str, names))) or 'none'})"
+                )
+        return self
 
 
 class GatewayProfile(_Scaled):
@@ -609,6 +628,43 @@ def kubernetes_cluster_kwargs(profile: KubernetesProfile) -> dict[str, Any]:
     return kw
 
 
+def add_volumes(spec: dict[str, Any], profile: KubernetesProfile) -> dict[str, Any]:
+    """Put the profile's volumes into the scheduler and worker pods of an operator spec.
+
+    ``spec`` is a DaskCluster resource as ``make_cluster_spec`` builds it; returned changed.
+    """
+    if not profile.volumes:
+        return spec
+    for part in ("scheduler", "worker"):
+        pod = spec["spec"][part]["spec"]
+        pod.setdefault("volumes", []).extend(dict(v) for v in profile.volumes)
+        for container in pod["containers"]:
+            container.setdefault("volumeMounts", []).extend(dict(m) for m in profile.volume_mounts)
+    return spec
+
+
+def _kube_cluster(op: Any, profile: KubernetesProfile) -> Any:
+    kw = kubernetes_cluster_kwargs(profile)
+    if not profile.volumes:
+        return op.KubeCluster(**kw)
+    # the operator's kwargs have no volumes: build the resource and add them
+    spec = op.make_cluster_spec(
+        name=kw["name"],
+        image=kw["image"],
+        n_workers=kw["n_workers"],
+        resources=kw["resources"],
+        env=kw["env"],
+        worker_command=kw["worker_command"],
+        scheduler_service_type=kw["scheduler_service_type"],
+        idle_timeout=kw.get("idle_timeout", 0),
+    )
+    return op.KubeCluster(
+        custom_cluster_spec=add_volumes(spec, profile),
+        namespace=kw.get("namespace"),
+        shutdown_on_close=kw["shutdown_on_close"],
+    )
+
+
 def _scale(cluster: Any, profile: _Scaled) -> None:
     if profile.adaptive is not None:
         cluster.adapt(minimum=profile.adaptive.minimum, maximum=profile.adaptive.maximum)
@@ -634,7 +690,7 @@ def make_cluster(profile: Any) -> Iterator[Any]:
         cluster = cls(**_jobqueue_kwargs(profile))
     elif isinstance(profile, KubernetesProfile):
         op = _require("kubernetes")
-        cluster = op.KubeCluster(**kubernetes_cluster_kwargs(profile))
+        cluster = _kube_cluster(op, profile)
     elif isinstance(profile, GatewayProfile):
         gw = _require("gateway")
         gateway = gw.Gateway(
