@@ -1,0 +1,127 @@
+"""spectral: exactness on periodic and polynomial data, the automatic cutoff, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import deltaflow as dfl
+from deltaflow.kernels import get_method
+
+from truths import TRUTHS, noisy, rmse
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_periodic_trigonometric_series_is_exact(order):
+    n = 64
+    x = np.arange(n) * (2 * np.pi / n)
+    y = np.sin(3 * x) + 0.5 * np.cos(5 * x)
+    d = dfl.differentiate_array(y, x, method="spectral", order=order, periodic=True, cutoff=1.0)
+    truth = {
+        1: 3 * np.cos(3 * x) - 2.5 * np.sin(5 * x),
+        2: -9 * np.sin(3 * x) - 12.5 * np.cos(5 * x),
+        3: -27 * np.cos(3 * x) + 62.5 * np.sin(5 * x),
+    }[order]
+    np.testing.assert_allclose(d, truth, atol=1e-10 * np.abs(truth).max())
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_polynomials_up_to_the_detrend_degree_are_exact(order):
+    x = np.linspace(-2, 3, 80)
+    y = 1 - x + 0.5 * x**2 - 0.25 * x**3
+    d = dfl.differentiate_array(y, x, method="spectral", order=order)
+    truth = -1 + x - 0.75 * x**2 if order == 1 else 1 - 1.5 * x
+    np.testing.assert_allclose(d, truth, atol=1e-9)
+
+
+def test_non_periodic_smooth_data_converge_fast():
+    t = TRUTHS["exp"]
+    x = t.grid(201)
+    d = dfl.differentiate_array(t(x), x, method="spectral", order=1)
+    assert rmse(d, t(x, 1), trim=20) < 1e-5 * np.sqrt(np.mean(t(x, 1) ** 2))
+
+
+def test_automatic_cutoff_is_per_series_and_beats_finite_differences():
+    t = TRUTHS["sin"]
+    x = t.grid(400)
+    clean = t(x)
+    rng = np.random.default_rng(3)
+    y = clean + np.array([[0.001], [0.02], [0.1]]) * rng.standard_normal((3, x.size))
+    d, s, chosen = dfl.differentiate_array(
+        y, x, method="spectral", return_smoothed=True, return_choices=True
+    )
+    cut = chosen["cutoff"]
+    assert cut.shape == (3,)
+    assert cut[0] > cut[1] > cut[2] > 0  # more noise, lower cutoff
+    fd = dfl.differentiate_array(y, x)
+    for r in range(3):
+        assert rmse(d[r], t(x, 1), 40) < 0.5 * rmse(fd[r], t(x, 1), 40)
+        assert rmse(s[r], clean) < rmse(y[r], clean)  # the smoothed signal is closer
+
+
+def test_noise_free_data_keep_most_frequencies():
+    x = np.linspace(0, 1, 100)
+    y = np.exp(np.sin(4 * x))
+    d, chosen = dfl.differentiate_array(y, x, method="spectral", return_choices=True)
+    assert chosen["cutoff"] > 0.3
+    truth = 4 * np.cos(4 * x) * y
+    # interior spectral accuracy; the ends converge at first order (see the module notes)
+    assert np.abs(d - truth)[10:-10].max() < 5e-3
+
+
+def test_taper_zero_is_a_brick_wall_and_cutoff_filters():
+    x = np.arange(128) * (2 * np.pi / 128)
+    y = np.sin(2 * x) + np.sin(40 * x)
+    # the 40th harmonic sits at 40/64 of Nyquist: a cutoff of 0.5 removes it
+    d = dfl.differentiate_array(y, x, method="spectral", periodic=True, cutoff=0.5, taper=0.0)
+    np.testing.assert_allclose(d, 2 * np.cos(2 * x), atol=1e-10)
+
+
+def test_float32_stays_float32():
+    x = np.linspace(0, 1, 50)
+    y = np.sin(3 * x)
+    d64 = dfl.differentiate_array(y, x, method="spectral", cutoff=0.8)
+    d32 = dfl.differentiate_array(y.astype(np.float32), x, method="spectral", cutoff=0.8)
+    assert d32.dtype == np.float32
+    np.testing.assert_allclose(d32, d64, atol=1e-4)
+    np.testing.assert_allclose(d64[5:-5], 3 * np.cos(3 * x[5:-5]), atol=2e-3)
+
+
+def test_spec_capabilities():
+    spec = get_method("spectral")
+    assert not spec.irregular and spec.has_smoothed
+    assert spec.footprint(1, spec.make_params()) is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"x": np.r_[0.0, 1.0, 2.5, 3.0, 4.0, 5.0]}, "needs uniform spacing; x is irregular"),
+        ({"cutoff": 1.5}, "method 'spectral': cutoff: Input should be less than or equal to 1"),
+        ({"cutoff": 0.0}, "method 'spectral': cutoff: Input should be greater than 0"),
+        ({"taper": -1}, "method 'spectral': taper"),
+        ({"detrend": 9}, "method 'spectral': detrend"),
+        ({"order": 5}, "order must be in 1..4, got 5"),
+    ],
+)
+def test_invalid_input_is_named(kwargs, message):
+    kwargs = {"x": np.arange(6.0), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        dfl.differentiate_array(np.arange(6.0) ** 2, method="spectral", **kwargs)
+
+
+def test_kernel_rejects_irregular_x_when_called_directly():
+    from deltaflow.kernels import run_kernel
+
+    spec = get_method("spectral")
+    x = np.r_[0.0, 1.0, 2.5, 3.0, 4.0, 5.0]
+    with pytest.raises(ValueError, match="'spectral' needs uniform spacing"):
+        run_kernel(spec, np.ones((2, 6)), x, 1, spec.make_params())
+
+
+def test_noisy_fixture_level():
+    # the automatic cutoff keeps the derivative of a 1 % noisy Black-Scholes curve within 5 %
+    t = TRUTHS["black_scholes"]
+    x = t.grid(201)
+    d = dfl.differentiate_array(noisy(t(x), 0.01, seed=2), x, method="spectral")
+    assert rmse(d, t(x, 1), 20) < 0.05 * np.sqrt(np.mean(t(x, 1) ** 2))
