@@ -1,0 +1,178 @@
+"""Automatic, derivative-targeted windows for local polynomial methods (savgol, lowess).
+
+A window is chosen per series from the whole series, in three steps:
+
+1. the noise standard deviation, robustly (median absolute deviation) from normalised
+   divided differences of order 6, which annihilate quintics on any spacing;
+2. the roughness R = mean(f^(q)(x)^2) of the derivative that drives the leading bias, from
+   blocked polynomial fits of degree q + 2 (the number of blocks picked by Mallows' Cp,
+   as in Ruppert, Sheather and Wand 1995), corrected for the noise the fits carry;
+3. a plug-in of both into the mean squared error of the deriv-th derivative,
+   ``sigma^2 sum(c^2) / h^(2k) + R (sum(c j^q) / q!)^2 h^(2(q-k))``, evaluated from the
+   method's own weights c for every odd candidate window (an exact search over the
+   discrete filter rather than an asymptotic formula), and the minimiser is taken.
+
+The bias order q is the first polynomial degree above p whose term the centred fit does
+not absorb: p + 1 when p + 1 - k is even, else p + 2 (symmetry cancels the other).
+Everything is vectorised over series; the weights depend only on the window.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from ._localpoly import centre_weights, derivative_rows, fit_operator
+
+NOISE_DIFF_ORDER = 6
+MAX_BLOCKS = 8
+# the noise correction of the roughness keeps at least this fraction of the raw estimate
+ROUGHNESS_FLOOR = 1e-3
+# largest share of the raw roughness that the fits' noise may make up
+NOISE_SHARE = 0.1
+
+
+def bias_order(degree: int, deriv: int) -> int:
+    """Degree q of the leading bias term for a centred fit of ``degree``, derivative ``deriv``."""
+    return degree + 1 if (degree + 1 - deriv) % 2 == 0 else degree + 2
+
+
+def _nanmedian(a: np.ndarray, axis: int = -1) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(a, axis=axis)
+
+
+def noise_sigma(y2: np.ndarray, x: np.ndarray, m: int = NOISE_DIFF_ORDER) -> np.ndarray:
+    """Robust noise standard deviation of each row of y2 (rows, n) sampled at x (n,).
+
+    Divided differences over m + 1 consecutive samples, scaled to unit norm, have the noise
+    standard deviation as their own; the MAD makes outliers and NaNs (ignored) harmless.
+    Returns (rows,); NaN for rows with fewer than m + 1 finite samples.
+    """
+    n = x.shape[0]
+    m = min(m, n - 1)
+    if m < 1:
+        return np.full(y2.shape[0], np.nan)
+    idx = np.arange(n - m)[:, None] + np.arange(m + 1)
+    nodes = x[idx]  # (n - m, m + 1)
+    diff = nodes[:, :, None] - nodes[:, None, :]
+    diff[:, np.arange(m + 1), np.arange(m + 1)] = 1.0
+    a = 1.0 / np.prod(diff, axis=2)
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    e = np.zeros((y2.shape[0], n - m))
+    for i in range(m + 1):
+        e += a[:, i] * y2[:, i : n - m + i]
+    med = _nanmedian(e)
+    mad = _nanmedian(np.abs(e - med[:, None]))
+    return 1.482602218505602 * mad
+
+
+def roughness(
+    y2: np.ndarray, x: np.ndarray, q: int, sigma: np.ndarray, max_blocks: int = MAX_BLOCKS
+) -> np.ndarray:
+    """Mean square of the q-th derivative of each row's signal, from blocked fits (rows,).
+
+    Rows with NaNs give NaN. The fits' own noise contribution (sigma^2 times the squared
+    norm of the derivative operator) is subtracted, keeping at least ROUGHNESS_FLOOR of
+    the raw value so that the estimate stays positive.
+    """
+    n = x.shape[0]
+    rows = y2.shape[0]
+    deg = q + 2
+    if n < deg + 2:
+        deg = n - 2
+    if deg < q:
+        return np.full(rows, np.nan)
+    ncoef = deg + 1
+    nb_max = max(1, min(max_blocks, n // (3 * ncoef)))
+    rss = np.zeros((nb_max, rows))
+    raw = np.zeros((nb_max, rows))
+    noise = np.zeros(nb_max)
+    for b in range(nb_max):
+        for idx in np.array_split(np.arange(n), b + 1):
+            xb = x[idx]
+            mid = 0.5 * (xb[0] + xb[-1])
+            half = 0.5 * (xb[-1] - xb[0])
+            t = (xb - mid) / half
+            op = fit_operator(t, deg)  # (ncoef, L)
+            yb = y2[:, idx]
+            coef = yb @ op.T  # (rows, ncoef)
+            design = t[:, None] ** np.arange(ncoef)
+            rss[b] += np.sum((yb - coef @ design.T) ** 2, axis=1)
+            dq = derivative_rows(t, deg, q) / half**q  # (L, ncoef)
+            raw[b] += np.sum((coef @ dq.T) ** 2, axis=1)
+            noise[b] += np.sum((dq @ op) ** 2)
+    dof_max = n - nb_max * ncoef
+    s2_ref = rss[-1] / dof_max if dof_max > 0 else np.zeros(rows)
+    s2_ref = np.maximum(s2_ref, sigma**2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cp = rss / s2_ref - (n - 2 * ncoef * np.arange(1, nb_max + 1))[:, None]
+    cp = np.where(np.isfinite(cp), cp, np.inf)
+    best = np.argmin(cp, axis=0)  # (rows,)
+    # fewer blocks than Cp's choice while the fits' noise dominates the raw roughness
+    share = sigma[None, :] ** 2 * noise[:, None] / np.where(raw > 0, raw, np.inf)
+    blocks = np.arange(nb_max)[:, None]
+    usable = (blocks <= best[None, :]) & (share <= NOISE_SHARE)
+    best = np.where(usable.any(axis=0), nb_max - 1 - np.argmax(usable[::-1], axis=0), 0)
+    pick = np.arange(rows)
+    raw_b = raw[best, pick]
+    corr = raw_b - sigma**2 * noise[best]
+    r = np.maximum(corr, ROUGHNESS_FLOOR * raw_b) / n
+    return np.where(np.isfinite(sigma) & np.isfinite(raw_b), r, np.nan)
+
+
+def plugin_window(
+    sigma: np.ndarray,
+    rough: np.ndarray,
+    h: float,
+    degree: int,
+    deriv: int,
+    wmin: int,
+    wmax: int,
+    kernel: str = "uniform",
+) -> np.ndarray:
+    """The odd window in [wmin, wmax] minimising the plug-in MSE of each row (rows,) int64.
+
+    Rows whose statistics are not finite get ``wmin``. Zero noise gives ``wmin``.
+    """
+    cands = np.arange(wmin, wmax + 1, 2)
+    q = bias_order(degree, deriv)
+    var = np.empty(cands.size)
+    bias = np.empty(cands.size)
+    for i, w in enumerate(cands):
+        c = centre_weights(int(w), degree, deriv, kernel)
+        j = np.arange(-(w // 2), w // 2 + 1, dtype=np.float64)
+        var[i] = np.sum(c**2)
+        bias[i] = (np.sum(c * j**q) / math.factorial(q)) ** 2
+    mse = (sigma[:, None] ** 2) * var / h ** (2 * deriv) + rough[:, None] * bias * h ** (
+        2 * (q - deriv)
+    )
+    ok = np.all(np.isfinite(mse), axis=1)
+    mse = np.where(np.isfinite(mse), mse, np.inf)
+    pick = cands[np.argmin(mse, axis=1)]
+    return np.where(ok, pick, wmin).astype(np.int64)
+
+
+def choose_window(
+    y2: np.ndarray,
+    x: np.ndarray,
+    degree: int,
+    deriv: int,
+    wmin: int,
+    wmax: int,
+    kernel: str = "uniform",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row plug-in window for y2 (rows, n) on increasing x: (windows, noise sigma).
+
+    ``wmax`` is clipped to the largest odd number <= n (and never below ``wmin``).
+    """
+    n = x.shape[0]
+    wmax = max(wmin, min(wmax, n if n % 2 else n - 1))
+    sigma = noise_sigma(y2, x)
+    q = bias_order(degree, deriv)
+    rough = roughness(y2, x, q, sigma)
+    h = float(x[-1] - x[0]) / (n - 1)
+    return plugin_window(sigma, rough, h, degree, deriv, wmin, wmax, kernel), sigma
