@@ -1,0 +1,341 @@
+"""LOWESS: locally weighted polynomial regression with robustness iterations.
+
+Every point fits a degree-1 or degree-2 polynomial to the ``window`` samples around it
+(the window shifts inward at the ends), weighted by a tricube kernel in x; the
+derivative is the fitted polynomial's own derivative at the point (its coefficient), not
+a finite difference of the smoothed curve. Irregular x is native. Robustness
+iterations (Cleveland 1979) refit with bisquare weights of the residuals,
+``(1 - (r / scale)^2)^2``, which tames outliers.
+
+Chunk contract. A fit after t robustness iterations depends on residuals of the fits
+around it, so a point's result reaches ``(iterations + 1) * (window // 2)`` samples per
+side: that is the footprint. The residual scale (6 x the median absolute residual of the
+first, non-robust fit, as in Cleveland's rule) is global, so ``choose`` computes it from
+the whole series, with the automatic window, and every chunk then uses those values.
+Cleveland re-estimates the scale at every iteration; holding it fixed at the first
+fit's value is what lets a chunk reproduce the whole-series result exactly.
+
+NaN gaps: with ``nan_policy='omit'`` missing samples get zero weight; a window with fewer
+than ``degree + 1`` valid samples gives NaN there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numba
+import numpy as np
+from pydantic import Field, field_validator
+
+from ._bandwidth import choose_window
+from ._localpoly import tricube, tricube_reach
+from ._stencil import _pool, _threads_for, local_window_starts
+from ._xp import asarray_like, to_numpy
+from .registry import MethodParams, MethodSpec, Output, register
+from .savgol import _odd
+
+# robustness scale = this many median absolute residuals (Cleveland's choice)
+SCALE_MADS = 6.0
+# below this fraction of the data's magnitude the residuals count as exact (no reweighting)
+EXACT_RTOL = 1e-12
+
+
+class LowessParams(MethodParams):
+    """Parameters of ``lowess``."""
+
+    window: int | None = Field(
+        None,
+        ge=3,
+        description="odd span in samples; None chooses it per series from the data",
+    )
+    degree: Literal[1, 2] = Field(2, description="degree of the local polynomial")
+    iterations: int = Field(2, ge=0, le=10, description="robustness (bisquare) iterations")
+    max_window: int = Field(
+        101, ge=3, description="odd upper bound of the automatic span (it sets the chunk halo)"
+    )
+
+    @field_validator("window", "max_window")
+    @classmethod
+    def _window_odd(cls, v: int | None) -> int | None:
+        return _odd(v)
+
+
+MIN_WINDOW = 3
+
+
+def check_order(order: int, params: LowessParams) -> None:
+    """ValueError unless the local polynomial has a derivative of ``order``."""
+    if order > params.degree:
+        raise ValueError(
+            f"method 'lowess': order {order} needs degree >= {order}, got degree="
+            f"{params.degree} (allowed orders 1..{params.degree})"
+        )
+
+
+# ----------------------------------------------------------------------------- kernel
+
+
+@numba.njit(nogil=True, cache=True)
+def _fit_point(yr, t, k, delta, use_delta, s, i, degree, omit):  # pragma: no cover
+    """Weighted polynomial fit at point i: (c0, c1, c2, ok)."""
+    w = t.shape[1]
+    s0 = s1 = s2 = s3 = s4 = 0.0
+    b0 = b1 = b2 = 0.0
+    for j in range(w):
+        v = yr[s + j]
+        if omit and v != v:
+            continue
+        wt = k[i, j] * delta[s + j] if use_delta else k[i, j]
+        if wt == 0.0:
+            continue
+        tj = t[i, j]
+        wt1 = wt * tj
+        wt2 = wt1 * tj
+        s0 += wt
+        s1 += wt1
+        s2 += wt2
+        b0 += wt * v
+        b1 += wt1 * v
+        if degree == 2:
+            s3 += wt2 * tj
+            s4 += wt2 * tj * tj
+            b2 += wt2 * v
+    if degree == 1:
+        det = s0 * s2 - s1 * s1
+        if not det > 1e-12 * s0 * s0:
+            return np.nan, np.nan, np.nan, False
+        return (s2 * b0 - s1 * b1) / det, (s0 * b1 - s1 * b0) / det, 0.0, True
+    a00 = s2 * s4 - s3 * s3
+    a01 = s2 * s3 - s1 * s4
+    a02 = s1 * s3 - s2 * s2
+    a11 = s0 * s4 - s2 * s2
+    a12 = s1 * s2 - s0 * s3
+    a22 = s0 * s2 - s1 * s1
+    det = s0 * a00 + s1 * a01 + s2 * a02
+    if not det > 1e-10 * s0 * s0 * s0:
+        return np.nan, np.nan, np.nan, False
+    c0 = (a00 * b0 + a01 * b1 + a02 * b2) / det
+    c1 = (a01 * b0 + a11 * b1 + a12 * b2) / det
+    c2 = (a02 * b0 + a12 * b1 + a22 * b2) / det
+    return c0, c1, c2, True
+
+
+@numba.njit(nogil=True, cache=True)
+def _lowess_rows(
+    y, t, k, start, reach, degree, iterations, scale, order, omit, out
+):  # pragma: no cover
+    """Robust local fits of every row of y (rows, n); out (rows, 2, n): derivative, smooth."""
+    rows, n = y.shape
+    delta = np.ones(n)
+    fit = np.empty(n)
+    for r in range(rows):
+        yr = y[r]
+        for j in range(n):
+            delta[j] = 1.0
+        for it in range(iterations + 1):
+            last = it == iterations
+            for i in range(n):
+                c0, c1, c2, ok = _fit_point(yr, t, k, delta, it > 0, start[i], i, degree, omit)
+                if not ok and it > 0:  # too few points kept their robustness weight
+                    c0, c1, c2, ok = _fit_point(yr, t, k, delta, False, start[i], i, degree, omit)
+                fit[i] = c0
+                if last:
+                    out[r, 1, i] = c0
+                    if order == 1:
+                        out[r, 0, i] = c1 / reach[i]
+                    else:
+                        out[r, 0, i] = 2.0 * c2 / (reach[i] * reach[i])
+            if not last:
+                sc = scale[r]
+                for j in range(n):
+                    u = (yr[j] - fit[j]) / sc
+                    if u != u:
+                        delta[j] = 0.0
+                    elif abs(u) < 1.0:
+                        delta[j] = (1.0 - u * u) ** 2
+                    else:
+                        delta[j] = 0.0
+
+
+def _geometry(x: np.ndarray, window: int) -> tuple[np.ndarray, ...]:
+    """Scaled offsets t, tricube weights, window starts and tricube radii, from x alone."""
+    n = x.shape[0]
+    if window > n:
+        raise ValueError(f"lowess: window ({window}) exceeds the {n} samples of the series")
+    half = (window - 1) // 2
+    start = local_window_starts(n, half, window)
+    dist = x[start[:, None] + np.arange(window)] - x[:, None]
+    reach = np.max(np.abs(dist), axis=1) * tricube_reach(half)
+    t = dist / reach[:, None]
+    return np.ascontiguousarray(t), tricube(t), start, reach
+
+
+def _run(
+    y2: np.ndarray,
+    x: np.ndarray,
+    window: int,
+    params: LowessParams,
+    iterations: int,
+    scale: np.ndarray,
+    order: int,
+) -> np.ndarray:
+    """Robust local fits of y2 (rows, n) float64 with one window: (rows, 2, n)."""
+    t, k, start, reach = _geometry(x, window)
+    out = np.empty((y2.shape[0], 2, y2.shape[1]))
+    omit = params.nan_policy == "omit"
+    args = (t, k, start, reach, params.degree, iterations)
+    rows = y2.shape[0]
+    nt = min(_threads_for(y2.size * window), rows)
+    if nt <= 1:
+        _lowess_rows(y2, *args, scale, order, omit, out)
+        return out
+    bounds = np.linspace(0, rows, nt + 1).astype(int)
+    futs = [
+        _pool().submit(_lowess_rows, y2[a:b], *args, scale[a:b], order, omit, out[a:b])
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        if b > a
+    ]
+    for f in futs:
+        f.result()
+    return out
+
+
+def _by_window(windows: Any, rows: int) -> list[tuple[int, np.ndarray | None]]:
+    """(window, row indices or None for all rows) groups."""
+    if np.ndim(windows) == 0:
+        return [(int(windows), None)]
+    flat = np.ravel(windows)
+    values = np.unique(flat)
+    if values.size == 1:
+        return [(int(values[0]), None)]
+    return [(int(w), np.flatnonzero(flat == w)) for w in values]
+
+
+def _fill_gaps(y2: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Rows with NaNs linearly interpolated over x (ends held), for choosing the span only."""
+    bad = np.isnan(y2)
+    if not bad.any():
+        return y2
+    n = x.shape[0]
+    idx = np.where(bad, -1, np.arange(n))
+    prev = np.maximum.accumulate(idx, axis=1)
+    nxt = np.where(bad, n, np.arange(n))
+    nxt = np.minimum.accumulate(nxt[:, ::-1], axis=1)[:, ::-1]
+    prev_c = np.where(prev < 0, nxt, prev).clip(0, n - 1)
+    nxt_c = np.where(nxt >= n, prev_c, nxt).clip(0, n - 1)
+    rows = np.arange(y2.shape[0])[:, None]
+    y0, y1 = y2[rows, prev_c], y2[rows, nxt_c]
+    x0, x1 = x[prev_c], x[nxt_c]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(x1 > x0, (x - x0) / (x1 - x0), 0.0)
+    return np.where(bad, y0 + frac * (y1 - y0), y2)
+
+
+def _choose(y: Any, x: np.ndarray, order: int, params: LowessParams, xp: Any) -> dict[str, Any]:
+    """Per-series span and robustness scale (shape y.shape[:-1]) from whole series."""
+    check_order(order, params)
+    yh = np.asarray(to_numpy(y), dtype=np.float64)
+    batch = yh.shape[:-1]
+    y2 = yh.reshape(-1, yh.shape[-1])
+    chosen: dict[str, Any] = {}
+    if params.window is None:
+        windows, _ = choose_window(
+            _fill_gaps(y2, x), x, params.degree, order, MIN_WINDOW, params.max_window, "tricube"
+        )
+        chosen["window"] = windows.reshape(batch)
+    else:
+        windows = params.window
+    if params.iterations > 0:
+        chosen["scale"] = _scale(y2, x, windows, params).reshape(batch)
+    return chosen
+
+
+def _scale(y2: np.ndarray, x: np.ndarray, windows: Any, params: LowessParams) -> np.ndarray:
+    """SCALE_MADS times the median absolute residual of the non-robust fit, per row."""
+    rows = y2.shape[0]
+    fit = np.empty_like(y2)
+    none = np.ones(rows)
+    for w, idx in _by_window(windows, rows):
+        part = y2 if idx is None else y2[idx]
+        smooth = _run(part, x, w, params, 0, none if idx is None else none[idx], 1)[:, 1]
+        if idx is None:
+            fit = smooth
+        else:
+            fit[idx] = smooth
+    res = np.abs(y2 - fit)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(res, axis=1)
+            size = np.nanmax(np.abs(y2), axis=1)
+    scale = SCALE_MADS * med
+    # exact (noise-free) fits: no reweighting, as if the scale were infinite
+    return np.where(scale > EXACT_RTOL * size, scale, np.inf)
+
+
+def _apply(
+    y: Any,
+    x: np.ndarray,
+    order: int,
+    params: LowessParams,
+    chosen: dict[str, Any],
+    xp: Any,
+    smoothed: bool,
+) -> Output:
+    check_order(order, params)
+    yh = np.asarray(to_numpy(y))
+    dtype = yh.dtype
+    n = yh.shape[-1]
+    y2 = np.ascontiguousarray(yh.reshape(-1, n), dtype=np.float64)
+    rows = y2.shape[0]
+    if params.window is not None:
+        windows: Any = params.window
+    elif "window" in chosen:
+        windows = np.asarray(to_numpy(chosen["window"]), dtype=np.int64)
+    else:
+        chosen = _choose(y, x, order, params, xp)
+        windows = chosen["window"]
+    if params.iterations > 0:
+        if "scale" not in chosen:
+            chosen = {**chosen, **_choose(y, x, order, params, xp)}
+        scale = np.ascontiguousarray(np.ravel(to_numpy(chosen["scale"])), dtype=np.float64)
+    else:
+        scale = np.ones(rows)
+    out = np.empty((rows, 2, n))
+    for w, idx in _by_window(windows, rows):
+        if idx is None:
+            out = _run(y2, x, w, params, params.iterations, scale, order)
+        else:
+            out[idx] = _run(y2[idx], x, w, params, params.iterations, scale[idx], order)
+    deriv = asarray_like(out[:, 0].reshape(yh.shape).astype(dtype, copy=False), xp)
+    smooth = asarray_like(out[:, 1].reshape(yh.shape).astype(dtype, copy=False), xp)
+    return Output(deriv, smooth if smoothed else None)
+
+
+def _footprint(order: int, params: LowessParams) -> int:
+    w = params.window if params.window is not None else params.max_window
+    return (params.iterations + 1) * ((w - 1) // 2)
+
+
+def _min_samples(order: int, params: LowessParams) -> int:
+    return params.window if params.window is not None else MIN_WINDOW
+
+
+SPEC = register(
+    MethodSpec(
+        name="lowess",
+        summary="Locally weighted (tricube) polynomial fits with bisquare robustness.",
+        params=LowessParams,
+        max_order=2,
+        apply=_apply,
+        footprint=_footprint,
+        choose=_choose,
+        min_samples=_min_samples,
+        irregular=True,
+        nan_omit=True,
+        gpu=False,
+        has_smoothed=True,
+    )
+)
