@@ -1,0 +1,22 @@
+"""YAML workflows: validated configs, a registry of steps and sources, restartable runs."""
+
+from __future__ import annotations
+
+from .config import ConfigError, LoadedWorkflow, json_schema, load_workflow, workflow_model
+from .sources import SOURCES, register_source
+from .steps import STEPS, Step, StepContext, StepError, register_step
+
+__all__ = [
+    "SOURCES",
+    "STEPS",
+    "ConfigError",
+    "LoadedWorkflow",
+    "Step",
+    "StepContext",
+    "StepError",
+    "json_schema",
+    "load_workflow",
+    "register_source",
+    "register_step",
+    "workflow_model",
+]
