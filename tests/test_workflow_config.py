@@ -54,7 +54,7 @@ def test_valid_file_loads(tmp_path):
     wf = load_workflow(write(tmp_path, BASE))
     step = wf.config.step_list()[0]
     assert step.kind == "differentiate" and step.params == {"accuracy": 4}
-    assert wf.config.sink.mode == "create" and wf.config.cluster == "local"
+    assert wf.config.sink.mode == "create" and wf.config.cluster is None
 
 
 def test_unknown_top_level_key_names_file_line_and_key(tmp_path):
@@ -209,6 +209,19 @@ def test_cluster_shapes(value, kind):
 def test_bad_cluster_value(tmp_path):
     msg = error_of(write(tmp_path, BASE + "cluster: 'two words!'\n"))
     assert "cluster: expected 'local', a profile name" in msg
+    p = write(tmp_path, BASE + "cluster: no-such-profile\n")
+    msg = error_of(p)
+    assert msg.startswith(f"{p}:18: cluster: ") and "unknown cluster 'no-such-profile'" in msg
+
+
+def test_savgol_window_errors_read_like_the_kernel(tmp_path):
+    text = BASE.replace("method: finite_difference", "method: savgol").replace(
+        "accuracy: 4", "window: 10"
+    )
+    p = write(tmp_path, text)
+    msg = error_of(p)
+    assert msg.startswith(f"{p}:13: steps[0].differentiate.window: ")
+    assert "odd" in msg and "10" in msg
 
 
 def test_schema_file_is_in_sync():

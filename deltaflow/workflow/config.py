@@ -285,9 +285,10 @@ _ADDRESS = re.compile(r"^((tcp|tls|inproc|ucx|ws|wss)://\S+|[\w.-]+:\d{2,5})$")
 _PROFILE = re.compile(r"^[A-Za-z][\w-]*$")
 
 
-def check_cluster(value: str | None) -> str | None:
-    """Accept 'local', a profile name, a profile file (.yaml/.yml) or a scheduler address."""
-    if value is None or value == "local":
+def check_cluster(value: Any) -> Any:
+    """Accept 'local', a profile name, a profile file (.yaml/.yml), a scheduler address, or
+    an inline profile mapping (checked in full by ``deltaflow.cluster`` before the run)."""
+    if value is None or value == "local" or isinstance(value, dict):
         return value
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {type(value).__name__}")
@@ -299,10 +300,14 @@ def check_cluster(value: str | None) -> str | None:
     )
 
 
-def cluster_kind(value: str | None) -> Literal["local", "address", "file", "profile"]:
-    """Which of the accepted shapes a cluster value has."""
-    if value is None or value == "local":
+def cluster_kind(value: Any) -> Literal["threads", "local", "address", "file", "profile"]:
+    """Which of the accepted shapes a cluster value has (None: in-process threads)."""
+    if value is None:
+        return "threads"
+    if value == "local":
         return "local"
+    if isinstance(value, dict):
+        return "profile"
     if _ADDRESS.match(value):
         return "address"
     if value.endswith((".yaml", ".yml")):
@@ -375,9 +380,11 @@ def workflow_model() -> type[BaseModel]:
             default_factory=list, description="steps applied in order"
         )
         sink: SinkConfig = Field(description="where the results are written")
-        cluster: str | None = Field(
-            "local",
-            description="'local', a cluster profile name or file, or a scheduler address",
+        cluster: str | dict[str, Any] | None = Field(
+            None,
+            description="where to run: omitted/null = threads in this process; 'local' (a "
+            "LocalCluster), a profile name (configs/<name>.yaml) or file, an inline profile "
+            "mapping, or a scheduler address (tcp://host:8786)",
         )
         plot: PlotConfig | None = Field(None, description="a figure drawn after the run")
 

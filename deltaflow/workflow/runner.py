@@ -26,7 +26,8 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -533,32 +534,47 @@ def _append_extend(built: Built) -> None:
                     arr.resize(tuple(shape))
 
 
-def _client_for(spec: str | None, client: Any) -> Any:
-    """A Dask client for the workflow's cluster, or None for the local threaded scheduler."""
-    if client is not None:
-        return client
-    kind = cluster_kind(spec)
-    if kind == "local":
-        return None
+@contextmanager
+def _client_for(spec: Any, client: Any) -> Iterator[Any]:
+    """The Dask client to run on: the one given, one from ``deltaflow.cluster`` for a
+    cluster spec, or None (the in-process threaded scheduler) when no cluster is named."""
+    if client is not None or spec is None:
+        yield client
+        return
     try:
-        from .. import cluster as _cluster  # type: ignore[attr-defined]
-    except ImportError:
+        from .. import cluster as _cluster
+    except ImportError:  # pragma: no cover - the cluster module ships with deltaflow
         _cluster = None
     if _cluster is not None and hasattr(_cluster, "get_client"):
-        return _cluster.get_client(spec)
-    if kind == "address":
+        with _cluster.get_client(spec) as c:
+            yield c
+        return
+    if cluster_kind(spec) == "address":  # pragma: no cover - without deltaflow.cluster
         from distributed import Client
 
-        return Client(spec)
-    raise ConfigError(
-        [
-            Problem(
-                ("cluster",),
-                f"cluster profile {spec!r} needs deltaflow.cluster, which this "
-                "build does not have; use 'local' or a scheduler address",
-            )
-        ]
+        with Client(spec) as c:
+            yield c
+        return
+    raise ConfigError(  # pragma: no cover
+        [Problem(("cluster",), f"cluster {spec!r} needs deltaflow.cluster")]
     )
+
+
+def check_cluster_spec(loaded: LoadedWorkflow, spec: Any) -> None:
+    """Resolve a cluster spec (profile name, file, mapping, address) without starting it."""
+    if spec is None:
+        return
+    try:
+        from ..cluster import resolve_profile
+    except ImportError:  # pragma: no cover
+        return
+    try:
+        resolve_profile(spec, source=loaded.file or "<workflow>", prefix="cluster")
+    except ValueError as err:
+        msg = str(err)
+        for pre in (f"{loaded.file or '<workflow>'}: cluster: ", "<cluster>: cluster: "):
+            msg = msg.removeprefix(pre)
+        raise loaded.error([Problem(("cluster",), msg)]) from None
 
 
 def _execute(
@@ -663,6 +679,7 @@ def run_workflow(
             check_cluster(cluster)
         except ValueError as err:
             raise ConfigError([Problem(("cluster",), str(err))]) from None
+    check_cluster_spec(loaded, cluster if cluster is not None else cfg.cluster)
     mode = "resume" if resume else cfg.sink.mode
     built = build(loaded, mode=mode)
     store = built.store
@@ -691,7 +708,7 @@ def _run_locked(
     built: Built,
     run_id: str,
     start: str,
-    cluster: str | None,
+    cluster: Any,
     client: Any,
     progress: Progress | None,
     t0: float,
@@ -821,9 +838,9 @@ def _run_locked(
             )
         done = store.recorded(epoch)
 
-    client = _client_for(cluster, client)
     try:
-        n, nbytes = _execute(built, epoch, done, client, progress)
+        with _client_for(cluster, client) as c:
+            n, nbytes = _execute(built, epoch, done, c, progress)
     except KeyboardInterrupt:
         raise
     except Exception as err:  # noqa: BLE001 - any failure of the compute is a failed run
@@ -896,6 +913,7 @@ def validate_workflow(
 ) -> Built:
     """Validate in full (file, source metadata, every step's graph, sink); computes nothing."""
     loaded = load_workflow(config_or_path, overrides=overrides, environ=environ)
+    check_cluster_spec(loaded, loaded.config.cluster)
     return build(loaded)
 
 
