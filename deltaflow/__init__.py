@@ -5,9 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from . import accessor as _accessor  # noqa: F401  (registers the .delta accessor)
+from .apps import check_gradient, critical_points, descent_path, residual, sensitivity
+from .calculus import (
+    curl,
+    directional_derivative,
+    divergence,
+    gradient,
+    hessian,
+    jacobian,
+    jacobian_logdet,
+    laplacian,
+)
 from .engine import differentiate, smooth
 from .integrate import integrate
 from .kernels import differentiate_array, get_method, registered
+from .scattered import fit_local
 
 __version__ = "0.1.0"
 
@@ -19,6 +31,20 @@ def methods() -> dict[str, dict[str, Any]]:
 
 __all__ = [
     "__version__",
+    "check_gradient",
+    "critical_points",
+    "curl",
+    "descent_path",
+    "directional_derivative",
+    "divergence",
+    "fit_local",
+    "gradient",
+    "hessian",
+    "jacobian",
+    "jacobian_logdet",
+    "laplacian",
+    "residual",
+    "sensitivity",
     "differentiate",
     "differentiate_array",
     "get_method",
