@@ -58,6 +58,18 @@ def _config_bytes(key: str, default: int, value: int | str | None = None) -> int
     return out
 
 
+def _user_stacklevel() -> int:
+    """The stacklevel that points a warning at the first frame outside deltaflow."""
+    import sys
+
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("deltaflow"):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 def is_dask(a: Any) -> bool:
     """True for a Dask array."""
     return type(a).__module__.split(".")[0] == "dask" and hasattr(a, "chunks")
@@ -239,7 +251,7 @@ def apply_dask(
                 f"rechunking it from {len(y.chunks[ax])} chunks to one; each block takes "
                 f"{format_bytes(block)} in memory (plus the kernel's work arrays)",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=_user_stacklevel(),
             )
             y = y.rechunk(chunks)
         halo = (0, 0)
