@@ -30,7 +30,7 @@ import xarray as xr
 from ._attrs import integral_units
 from ._blocks import blockwise_with_halo, merge_chunks
 from ._coords import numeric_axis
-from .engine import LOGGER, is_dask
+from .engine import LOGGER, is_dask, kernel_axis
 
 IntegrationMethod = Literal["trapezoid", "simpson"]
 _HALO = {"trapezoid": (1, 0), "simpson": (2, 1)}
@@ -157,7 +157,7 @@ def _integrate_one(
         raise TypeError(f"{where}: data must be real numeric, got dtype {da.dtype}")
     data = da.data if kind == "f" else da.data.astype(np.float64)
     ax = da.get_axis_num(dim)
-    cum, err = _cumulative(data, ax, axis.values, method, return_error, where)
+    cum, err = _cumulative(data, ax, kernel_axis(axis.values), method, return_error, where)
     label = da.attrs.get("long_name") or (str(da.name) if da.name is not None else "data")
     attrs = {
         "long_name": f"integral of {label} along {dim}",
