@@ -11,7 +11,7 @@ import dask
 import numpy as np
 import pytest
 import xarray as xr
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import deltaflow as dfl
@@ -157,6 +157,7 @@ def test_small_chunks_are_merged_with_a_log_message(caplog):
 
 @pytest.mark.parametrize("order", [1, 2])
 @pytest.mark.parametrize("method", sorted(TOYS))
+@settings(max_examples=10)
 @given(case=chunked_case(min_n=12), data=st.data())
 def test_toys_chunked_equal_unchunked(toys, method, order, case, data):
     dims = [f"d{i}" for i in range(case["y"].ndim)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from hypothesis import given
+from hypothesis import given, settings
 
 import deltaflow as dfl
 
@@ -64,6 +64,7 @@ def test_error_estimate_is_honest():
 
 
 @pytest.mark.parametrize("method", ["trapezoid", "simpson"])
+@settings(max_examples=15)
 @given(case=chunked_case(min_n=5))
 def test_chunked_equals_unchunked(method, case):
     dims = [f"d{i}" for i in range(case["y"].ndim)]
