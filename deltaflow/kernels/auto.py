@@ -1,0 +1,325 @@
+"""``auto``: pick a method and its parameters per series, from the data alone.
+
+Every candidate method (the registered smoothers, and ``finite_difference`` for data
+without noise) makes its own per-series automatic choices, which are derivative-targeted.
+The candidates are then compared per series by two-fold cross-validation: each method fits
+the even samples (with the choices it makes on them) and its smoothed signal, interpolated
+by a 4-point Lagrange stencil, predicts the odd samples, and the other way round. The
+method with the least prediction error wins; a candidate must beat the simplest candidate
+in the list by ``margin`` (relative) to be picked over it, so that near ties go to the
+simpler method. What was picked is returned by ``choose``: ``method`` (an integer code, the
+index into ``CANDIDATES``) and, for every candidate, its own choices under
+``"<method>.<parameter>"`` (all arrays of shape ``y.shape[:-1]``).
+
+Series whose noise estimate (from high-order differences) is zero, relative to their range,
+take ``finite_difference`` with ``accuracy=4`` without a contest: nothing to smooth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from ._noise import noise_sigma
+from ._stencil import fornberg_weights
+from ._xp import asarray_like, to_numpy
+from .api import uniform_step
+from .registry import MethodParams, MethodSpec, Output, get_method, register, registered
+
+# every method auto may use, in order of preference on a tie (simplest first); the integer
+# code auto reports is the index into this tuple
+CANDIDATES = ("finite_difference", "savgol", "spline", "kalman", "lowess", "spectral", "tvr")
+# candidates used when ``candidates`` is not given (those of them that are registered)
+DEFAULT_CANDIDATES = ("finite_difference", "savgol", "spline", "kalman", "spectral")
+# noise below this fraction of a series' range counts as none (rounding, not measurement)
+NOISE_FREE = 1e-9
+
+
+class AutoParams(MethodParams):
+    """Parameters of ``auto``."""
+
+    candidates: tuple[str, ...] | None = Field(
+        None,
+        description="methods to choose from, by name (None: "
+        + ", ".join(DEFAULT_CANDIDATES)
+        + ", those registered)",
+    )
+    margin: float = Field(
+        0.02,
+        ge=0.0,
+        le=1.0,
+        description="relative cross-validation advantage a candidate needs over an earlier "
+        "(simpler) one in the list to be picked",
+    )
+
+    @field_validator("candidates")
+    @classmethod
+    def _known(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("must name at least one method")
+        bad = [m for m in v if m not in CANDIDATES]
+        if bad:
+            raise ValueError(f"unknown candidate(s) {bad}; allowed: {', '.join(CANDIDATES)}")
+        return tuple(dict.fromkeys(v))
+
+
+def candidate_names(params: AutoParams, order: int, x: np.ndarray) -> list[str]:
+    """The registered candidates that can give ``order`` on this x, in preference order."""
+    names = params.candidates if params.candidates is not None else DEFAULT_CANDIDATES
+    reg = registered()
+    uniform = uniform_step(x) is not None
+    out = []
+    for name in CANDIDATES:
+        if name not in names or name not in reg:
+            continue
+        spec = reg[name]
+        if order not in spec.orders or (not uniform and not spec.irregular):
+            continue
+        out.append(name)
+    if not out:
+        raise ValueError(
+            f"method 'auto': no candidate can give order {order} on this x; candidates: "
+            f"{', '.join(names)}"
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How auto tunes one candidate: its smoothing parameter, a grid, and a shift.
+
+    ``grid(sigma, n)`` gives the values tried on the half series (rows share the grid; an
+    array (g,) or, for noise-relative grids, (g, rows)). The value that predicts the other
+    half best is the signal-optimal one for half the samples; the full series gets it times
+    ``factor[order]`` (the half-to-full transfer and the extra smoothing derivatives need,
+    measured together against the truth in benchmarks/auto_ratio.py).
+    """
+
+    param: str
+    grid: Callable[[np.ndarray], np.ndarray]
+    factor: dict[int, float]
+    fixed: dict[str, Any] = field(default_factory=dict)
+    lo: float = 0.0
+    hi: float = np.inf
+    integer_odd: bool = False
+
+
+TUNINGS: dict[str, Tuning] = {
+    "spline": Tuning(
+        "smoothing",
+        lambda sigma: np.tile(10.0 ** np.arange(-1.0, 7.01, 0.5)[:, None], (1, sigma.size)),
+        {1: 10**2.3, 2: 10**2.4},
+        fixed={"degree": 5},
+        hi=10**9.5,  # spline's own limit for degree 5 (rounding, see its module notes)
+    ),
+    "spectral": Tuning(
+        "cutoff",
+        lambda sigma: np.tile(np.geomspace(0.01, 1.0, 21)[:, None], (1, sigma.size)),
+        {1: 10**-0.4, 2: 10**-0.45},
+        hi=1.0,
+    ),
+    "tvr": Tuning(
+        "alpha",
+        lambda sigma: np.geomspace(1e-1, 1e6, 15)[:, None] * sigma[None, :],
+        {1: 10**0.67, 2: 10**1.4},
+    ),
+}
+
+
+def _cand_params(name: str) -> MethodParams:
+    spec = get_method(name)
+    if name == "finite_difference":
+        return spec.make_params({"accuracy": 4})
+    tune = TUNINGS.get(name)
+    return spec.make_params(tune.fixed if tune is not None else {})
+
+
+def _interp_weights(xs: np.ndarray, xo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """4-point Lagrange weights predicting points xo from xs: (kept, starts, weights (k, 4))."""
+    j = np.searchsorted(xs, xo)
+    keep = np.flatnonzero((j >= 2) & (j <= xs.shape[0] - 2))
+    start = j[keep] - 2
+    nodes = xs[start[:, None] + np.arange(4)]
+    return keep, start, fornberg_weights(xo[keep], nodes, 0)
+
+
+class _Halves:
+    """The two-fold split of a batch: fit on one half, predict the other, both ways."""
+
+    def __init__(self, y2: np.ndarray, x: np.ndarray):
+        self.y2 = y2
+        self.parts = []
+        for part in (0, 1):
+            xs, xo = x[part::2], x[1 - part :: 2]
+            keep, start, w = _interp_weights(xs, xo)
+            held = y2[:, 1 - part :: 2][:, keep]
+            self.parts.append((y2[:, part::2], xs, start[:, None] + np.arange(4), w, held))
+
+    def error(self, smooth: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+        """Summed squared prediction error (rows,) of ``smooth(y_half, x_half) -> fit``."""
+        err = np.zeros(self.y2.shape[0])
+        for yh, xs, idx, w, held in self.parts:
+            s = smooth(yh, xs)
+            pred = np.einsum("rkj,kj->rk", s[:, idx], w)
+            err += np.sum((pred - held) ** 2, axis=1)
+        return err
+
+
+def _refine(values: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the minimum of score (g, rows) over values (g, rows), parabola in log value."""
+    g, r = score.shape
+    best = np.argmin(score, axis=0)
+    cols = np.arange(r)
+    lv = np.log(values)
+    i = np.clip(best, 1, g - 2)
+    s0, s1, s2 = score[i - 1, cols], score[i, cols], score[i + 1, cols]
+    den = s0 - 2.0 * s1 + s2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        off = np.where(den > 0, 0.5 * (s0 - s2) / den, 0.0)
+    step = lv[i + 1, cols] - lv[i, cols]
+    at = np.where(best == i, lv[i, cols] + np.clip(off, -1.0, 1.0) * step, lv[best, cols])
+    return np.exp(at), score[best, cols]
+
+
+def tune(
+    name: str, halves: _Halves, x: np.ndarray, sigma: np.ndarray, order: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(CV error (rows,), parameter for the full series (rows,) or None) of one candidate."""
+    spec = get_method(name)
+    p = _cand_params(name)
+    tn = TUNINGS.get(name)
+    if tn is None or not spec.has_smoothed:
+        if not spec.has_smoothed:  # finite differences keep the data as they are
+            return halves.error(lambda yh, xs: yh), None
+        return (
+            halves.error(
+                lambda yh, xs: np.asarray(
+                    to_numpy(
+                        spec.apply(
+                            yh,
+                            xs,
+                            order,
+                            p,
+                            spec.choose(yh, xs, order, p, np) if spec.choose else {},
+                            np,
+                            True,
+                        ).smoothed
+                    )
+                )
+            ),
+            None,
+        )
+    values = tn.grid(sigma)
+    score = np.empty_like(values)
+    for k in range(values.shape[0]):
+        v = values[k]
+
+        def smooth(yh: np.ndarray, xs: np.ndarray, v: np.ndarray = v) -> np.ndarray:
+            out = spec.apply(yh, xs, order, p, {tn.param: v}, np, True)
+            return np.asarray(to_numpy(out.smoothed))
+
+        score[k] = halves.error(smooth)
+    score = np.where(np.isfinite(score), score, np.inf)
+    best, err = _refine(values, score)
+    return err, np.clip(best * tn.factor[order], tn.lo, tn.hi)
+
+
+def pick(err: np.ndarray, margin: float) -> np.ndarray:
+    """Per column, the first row within ``margin`` of the best (preference on near ties)."""
+    best = np.min(err, axis=0)
+    ok = err <= best * (1.0 + margin)
+    return np.argmax(ok, axis=0)
+
+
+def _choose(
+    y: Any, x: np.ndarray, order: int, params: AutoParams, xp: ModuleType
+) -> dict[str, Any]:
+    shape = y.shape[:-1]
+    names = candidate_names(params, order, x)
+    y2 = np.ascontiguousarray(to_numpy(y), dtype=np.float64).reshape(-1, y.shape[-1])
+    codes = np.array([CANDIDATES.index(n) for n in names])
+    sigma = noise_sigma(y2, np, x=x)
+    spread = np.ptp(y2, axis=-1)
+    scale = np.where(sigma > 0, sigma, np.where(spread > 0, spread, 1.0) * 1e-12)
+    halves = _Halves(y2, x)
+    errs = np.empty((len(names), y2.shape[0]))
+    chosen: dict[str, Any] = {}
+    for c, name in enumerate(names):
+        if x.shape[0] // 2 < get_method(name).min_samples(order, _cand_params(name)):
+            errs[c] = np.inf
+            continue
+        errs[c], value = tune(name, halves, x, scale, order)
+        if value is not None:
+            chosen[f"{name}.{TUNINGS[name].param}"] = value.reshape(shape)
+    choice = pick(errs, params.margin)
+    clean = sigma <= NOISE_FREE * np.where(spread > 0, spread, 1.0)
+    if "finite_difference" in names:
+        choice = np.where(clean, names.index("finite_difference"), choice)
+    chosen["method"] = codes[choice].reshape(shape)
+    return {k: asarray_like(v, xp) for k, v in chosen.items()}
+
+
+def _apply(
+    y: Any,
+    x: np.ndarray,
+    order: int,
+    params: AutoParams,
+    chosen: dict[str, Any],
+    xp: ModuleType,
+    smoothed: bool,
+) -> Output:
+    if "method" not in chosen:
+        chosen = _choose(y, x, order, params, xp)
+    shape = y.shape
+    n = shape[-1]
+    y2 = y.reshape(-1, n)
+    codes = np.asarray(to_numpy(chosen["method"])).reshape(-1)
+    deriv = xp.zeros(y2.shape, dtype=y.dtype)
+    sm = xp.zeros(y2.shape, dtype=y.dtype) if smoothed else None
+    for code in np.unique(codes):
+        name = CANDIDATES[int(code)]
+        spec = get_method(name)
+        rows = np.flatnonzero(codes == code)
+        ridx = asarray_like(rows, xp, dtype=xp.int64)
+        prefix = f"{name}."
+        sub = {
+            k[len(prefix) :]: np.asarray(to_numpy(v)).reshape(-1)[rows]
+            for k, v in chosen.items()
+            if k.startswith(prefix)
+        }
+        out = spec.apply(xp.take(y2, ridx, axis=0), x, order, _cand_params(name), sub, xp, smoothed)
+        deriv[ridx] = out.derivative
+        if smoothed:
+            sm[ridx] = out.smoothed if out.smoothed is not None else xp.take(y2, ridx, axis=0)
+    return Output(deriv.reshape(shape), None if sm is None else sm.reshape(shape))
+
+
+def _min_samples(order: int, params: AutoParams) -> int:
+    # each half of the cross-validation must still hold a series long enough
+    return max(2 * (order + 5), 12)
+
+
+SPEC = register(
+    MethodSpec(
+        name="auto",
+        summary="Picks a method and its parameters per series by cross-validation across "
+        "methods; reports the choice.",
+        params=AutoParams,
+        max_order=2,
+        apply=_apply,
+        footprint=lambda order, params: None,
+        choose=_choose,
+        min_samples=_min_samples,
+        irregular=True,
+        nan_omit=False,
+        gpu=False,
+        has_smoothed=True,
+    )
+)
