@@ -57,9 +57,7 @@ def grids(sigma: float) -> dict[str, list[dict]]:
         ],
         "spectral": [{"cutoff": float(c)} for c in np.geomspace(0.004, 1.0, 28)],
         "tvr": [{"alpha": float(a) * sigma} for a in np.geomspace(0.1, 1e6, 15)],
-        "savgol": [
-            {"window": w, "polyorder": p} for p in (2, 3, 4) for w in range(p + 3, 160, 6)
-        ],
+        "savgol": [{"window": w, "polyorder": p} for p in (2, 3, 4) for w in range(p + 3, 160, 6)],
         "kalman": [{}],
         "lowess": [{}],
     }
@@ -76,11 +74,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--series", type=int, default=10)
     ap.add_argument("--n", type=int, default=201)
+    ap.add_argument("--candidates", default=None, help="comma-separated auto candidates")
     args = ap.parse_args()
     rng = np.random.default_rng(7)
+    extra = {"candidates": tuple(args.candidates.split(","))} if args.candidates else {}
     print(f"auto vs best-in-hindsight: {args.series} series of {args.n} samples per case")
-    print(f"{'signal':9} {'noise':>5} {'ord':>3} {'auto':>8} {'best':>8} {'ratio':>6}  "
-          "best method / auto's picks")
+    print(
+        f"{'signal':9} {'noise':>5} {'ord':>3} {'auto':>8} {'best':>8} {'ratio':>6}  "
+        "best method / auto's picks"
+    )
     ratios = {1: [], 2: []}
     t0 = time.perf_counter()
     for name, (a, b, f) in SIGNALS.items():
@@ -92,7 +94,7 @@ def main() -> None:
             for order in (1, 2):
                 true = derivs[order - 1]
                 d, ch = dfl.differentiate_array(
-                    y, x, method="auto", order=order, return_choices=True
+                    y, x, method="auto", order=order, return_choices=True, **extra
                 )
                 e_auto = rmse(d, true)
                 best, best_at = np.inf, ""
@@ -109,17 +111,22 @@ def main() -> None:
                             best, best_at = e, f"{m} {p}"
                 codes, counts = np.unique(ch["method"], return_counts=True)
                 picks = ", ".join(
-                    f"{dfl.kernels.auto.CANDIDATES[c]}:{k}" for c, k in zip(codes, counts)
+                    f"{dfl.kernels.auto.CANDIDATES[c]}:{k}"
+                    for c, k in zip(codes, counts, strict=True)
                 )
                 r = e_auto / best
                 ratios[order].append(r)
-                print(f"{name:9} {level:5.2f} {order:3d} {e_auto:8.4f} {best:8.4f} {r:6.2f}  "
-                      f"{best_at[:48]} / {picks}")
+                print(
+                    f"{name:9} {level:5.2f} {order:3d} {e_auto:8.4f} {best:8.4f} {r:6.2f}  "
+                    f"{best_at[:48]} / {picks}"
+                )
     for order, rs in ratios.items():
         rs = np.array(rs)
-        print(f"order {order}: ratio geometric mean {np.exp(np.mean(np.log(rs))):.2f}, "
-              f"max {rs.max():.2f}, within target ({1.25 if order == 1 else 1.5}): "
-              f"{np.sum(rs <= (1.25 if order == 1 else 1.5))}/{rs.size}")
+        print(
+            f"order {order}: ratio geometric mean {np.exp(np.mean(np.log(rs))):.2f}, "
+            f"max {rs.max():.2f}, within target ({1.25 if order == 1 else 1.5}): "
+            f"{np.sum(rs <= (1.25 if order == 1 else 1.5))}/{rs.size}"
+        )
     print(f"({time.perf_counter() - t0:.0f} s)")
 
 

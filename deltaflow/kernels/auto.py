@@ -36,6 +36,8 @@ from .registry import MethodParams, MethodSpec, Output, get_method, register, re
 CANDIDATES = ("finite_difference", "savgol", "spline", "kalman", "lowess", "spectral", "tvr")
 # candidates used when ``candidates`` is not given (those of them that are registered)
 DEFAULT_CANDIDATES = ("finite_difference", "savgol", "spline", "kalman", "spectral")
+# standard errors of cross-validation slack towards smoother fits (see ``tune``)
+SLACK = 1.0
 # noise below this fraction of a series' range counts as none (rounding, not measurement)
 NOISE_FREE = 1e-9
 
@@ -109,21 +111,34 @@ class Tuning:
     lo: float = 0.0
     hi: float = np.inf
     integer_odd: bool = False
+    # +1 when a larger value smooths more, -1 when a smaller one does (a cutoff)
+    direction: int = 1
 
 
 TUNINGS: dict[str, Tuning] = {
     "spline": Tuning(
         "smoothing",
         lambda sigma: np.tile(10.0 ** np.arange(-1.0, 7.01, 0.5)[:, None], (1, sigma.size)),
-        {1: 10**2.3, 2: 10**2.4},
+        {1: 10**1.12, 2: 10**1.18},
         fixed={"degree": 5},
         hi=10**9.5,  # spline's own limit for degree 5 (rounding, see its module notes)
     ),
     "spectral": Tuning(
         "cutoff",
         lambda sigma: np.tile(np.geomspace(0.01, 1.0, 21)[:, None], (1, sigma.size)),
-        {1: 10**-0.4, 2: 10**-0.45},
+        {1: 10**-0.3, 2: 10**-0.35},
         hi=1.0,
+        direction=-1,
+    ),
+    "savgol": Tuning(
+        "window",
+        lambda sigma: np.tile(
+            np.array([7, 9, 11, 15, 19, 25, 31, 41, 51, 65, 81, 101])[:, None], (1, sigma.size)
+        ).astype(np.float64),
+        {1: 10**0.23, 2: 10**0.31},
+        fixed={"polyorder": 4},
+        lo=7.0,
+        integer_odd=True,
     ),
     "tvr": Tuning(
         "alpha",
@@ -172,10 +187,23 @@ class _Halves:
         return err
 
 
-def _refine(values: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: the minimum of score (g, rows) over values (g, rows), parabola in log value."""
+def _refine(
+    values: np.ndarray, score: np.ndarray, direction: int, slack: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the smoothest value whose score is within ``slack`` (relative) of the least.
+
+    score and values are (g, rows) with values increasing along g; ``direction`` +1 means
+    larger values smooth more. Where the smoothest acceptable value is the minimum itself,
+    a parabola through it and its neighbours (in log value) refines it. Returns the value
+    and the least score per row.
+    """
     g, r = score.shape
-    best = np.argmin(score, axis=0)
+    low = np.min(score, axis=0)
+    ok = score <= low * (1.0 + slack)
+    if direction > 0:
+        best = g - 1 - np.argmax(ok[::-1], axis=0)
+    else:
+        best = np.argmax(ok, axis=0)
     cols = np.arange(r)
     lv = np.log(values)
     i = np.clip(best, 1, g - 2)
@@ -185,7 +213,8 @@ def _refine(values: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarr
         off = np.where(den > 0, 0.5 * (s0 - s2) / den, 0.0)
     step = lv[i + 1, cols] - lv[i, cols]
     at = np.where(best == i, lv[i, cols] + np.clip(off, -1.0, 1.0) * step, lv[best, cols])
-    return np.exp(at), score[best, cols]
+    at = np.where(score[best, cols] <= low, at, lv[best, cols])
+    return np.exp(at), low
 
 
 def tune(
@@ -217,9 +246,12 @@ def tune(
             None,
         )
     values = tn.grid(sigma)
+    n_half = halves.parts[1][0].shape[-1]
+    if tn.integer_odd:  # windows: only those that fit the half series
+        values = values[values[:, 0] <= n_half]
     score = np.empty_like(values)
     for k in range(values.shape[0]):
-        v = values[k]
+        v = values[k].astype(np.int64) if tn.integer_odd else values[k]
 
         def smooth(yh: np.ndarray, xs: np.ndarray, v: np.ndarray = v) -> np.ndarray:
             out = spec.apply(yh, xs, order, p, {tn.param: v}, np, True)
@@ -227,8 +259,19 @@ def tune(
 
         score[k] = halves.error(smooth)
     score = np.where(np.isfinite(score), score, np.inf)
-    best, err = _refine(values, score)
-    return err, np.clip(best * tn.factor[order], tn.lo, tn.hi)
+    # the one-standard-error rule: the smoothest value whose prediction error is within
+    # SLACK standard errors of the least (a mean of m squared Gaussian residuals has a
+    # relative standard error of sqrt(2 / m)), as derivatives need more smoothing
+    m = sum(part[4].shape[1] for part in halves.parts)
+    best, err = _refine(
+        values, score, tn.direction, np.full(score.shape[1], SLACK * np.sqrt(2.0 / m))
+    )
+    full = np.clip(best * tn.factor[order], tn.lo, tn.hi)
+    if tn.integer_odd:
+        n = x.shape[0]
+        top = n if n % 2 else n - 1
+        full = np.clip(2 * np.floor(full / 2) + 1, tn.lo, top)
+    return err, full
 
 
 def pick(err: np.ndarray, margin: float) -> np.ndarray:
@@ -294,6 +337,9 @@ def _apply(
             for k, v in chosen.items()
             if k.startswith(prefix)
         }
+        tn = TUNINGS.get(name)
+        if tn is not None and tn.integer_odd and tn.param in sub:
+            sub[tn.param] = sub[tn.param].astype(np.int64)
         out = spec.apply(xp.take(y2, ridx, axis=0), x, order, _cand_params(name), sub, xp, smoothed)
         deriv[ridx] = out.derivative
         if smoothed:

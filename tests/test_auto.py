@@ -1,0 +1,108 @@
+"""auto: per-series choices from the data alone, recorded; noise estimate; errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import deltaflow as dfl
+from deltaflow.kernels import get_method, run_kernel
+from deltaflow.kernels._noise import noise_sigma
+from deltaflow.kernels.auto import CANDIDATES, AutoParams, candidate_names
+
+from truths import TRUTHS, rmse
+
+
+@pytest.mark.parametrize("irregular", [False, True])
+def test_noise_sigma_recovers_the_noise_level(irregular):
+    rng = np.random.default_rng(0)
+    x = np.linspace(0, 3, 2000)
+    if irregular:
+        x[1:-1] += rng.uniform(-0.4, 0.4, 1998) * (x[1] - x[0])
+    levels = np.array([[0.01], [0.1], [1.0]])
+    y = np.sin(2 * x) * 5 + levels * rng.standard_normal((3, x.size))
+    est = noise_sigma(y, x=x)
+    np.testing.assert_allclose(est, levels[:, 0], rtol=0.15)
+    assert noise_sigma(x**3, x=x) < 1e-9  # polynomials below the difference order: none
+
+
+def test_noise_free_series_take_finite_differences():
+    x = np.linspace(-1, 1, 60)
+    y = np.stack([x**3 - x, np.exp(x)])
+    d, chosen = dfl.differentiate_array(y, x, method="auto", return_choices=True)
+    fd = CANDIDATES.index("finite_difference")
+    assert np.all(chosen["method"] == fd)
+    np.testing.assert_allclose(d[0], 3 * x**2 - 1, atol=1e-9)
+
+
+def test_choices_are_recorded_per_series_and_reused():
+    t = TRUTHS["sin"]
+    x = t.grid(161)
+    rng = np.random.default_rng(2)
+    y = t(x) + np.array([[0.0], [0.02], [0.2]]) * rng.standard_normal((3, x.size))
+    d, s, chosen = dfl.differentiate_array(
+        y, x, method="auto", return_smoothed=True, return_choices=True
+    )
+    assert chosen["method"].shape == (3,)
+    assert chosen["method"][0] == CANDIDATES.index("finite_difference")
+    assert all(CANDIDATES[c] != "finite_difference" for c in chosen["method"][1:])
+    for key, val in chosen.items():
+        assert val.shape == (3,), key
+        if key != "method":
+            assert key.split(".")[0] in CANDIDATES
+    # the recorded choices reproduce the result when handed back (the engine's two passes)
+    spec = get_method("auto")
+    again = run_kernel(spec, y, x, 1, spec.make_params(), chosen=chosen).output.derivative
+    np.testing.assert_allclose(again, d, rtol=1e-12, atol=1e-12)
+    assert rmse(s[2], t(x)) < rmse(y[2], t(x))
+
+
+def test_auto_beats_finite_differences_and_default_methods_on_noisy_data():
+    t = TRUTHS["black_scholes"]
+    x = t.grid(201)
+    rng = np.random.default_rng(5)
+    y = t(x) + 0.02 * np.ptp(t(x)) * rng.standard_normal((4, x.size))
+    true = t(x, 1)
+    e_auto = rmse(dfl.differentiate_array(y, x, method="auto"), true, 20)
+    e_fd = rmse(dfl.differentiate_array(y, x), true, 20)
+    assert e_auto < 0.2 * e_fd
+    for m in ("spectral", "spline", "savgol"):
+        if m in dfl.methods():
+            assert e_auto < 1.5 * rmse(dfl.differentiate_array(y, x, method=m), true, 20), m
+
+
+def test_candidates_restrict_the_choice():
+    x = np.linspace(0, 1, 100)
+    y = np.sin(5 * x) + 0.05 * np.random.default_rng(1).standard_normal((2, 100))
+    _, chosen = dfl.differentiate_array(
+        y, x, method="auto", candidates=("spectral",), return_choices=True
+    )
+    assert np.all(chosen["method"] == CANDIDATES.index("spectral"))
+    assert set(chosen) == {"method", "spectral.cutoff"}
+
+
+def test_uniform_only_candidates_drop_out_on_irregular_x():
+    x = np.linspace(0, 1, 100)
+    x[1:-1] += 0.002 * np.sin(np.arange(98))
+    assert "spectral" not in candidate_names(AutoParams(), 1, x)
+    with pytest.raises(ValueError, match="method 'auto': no candidate can give order 1"):
+        dfl.differentiate_array(np.sin(x), x, method="auto", candidates=("spectral",))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"candidates": ("nope",)}, "method 'auto': candidates: .*unknown candidate"),
+        ({"candidates": ()}, "method 'auto': candidates: .*at least one method"),
+        ({"margin": 2.0}, "method 'auto': margin"),
+        ({"order": 3}, "order must be in 1..2, got 3"),
+    ],
+)
+def test_invalid_input_is_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        dfl.differentiate_array(np.arange(50.0) ** 2, method="auto", **kwargs)
+
+
+def test_too_short_series_is_named():
+    with pytest.raises(ValueError, match="method 'auto' with these parameters needs at least"):
+        dfl.differentiate_array(np.arange(8.0), method="auto")
