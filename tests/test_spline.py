@@ -56,7 +56,9 @@ def test_penalty_null_space_is_reproduced_exactly(degree, smoothing):
             y, x, method="spline", order=order, degree=degree, smoothing=smoothing
         )
         true = np.polynomial.polynomial.polyval(x, np.polynomial.polynomial.polyder(coef, order))
-        np.testing.assert_allclose(d, true, atol=1e-7 * (1 + abs(true).max()))
+        # order 3 divides state rounding by the cube of the closest spacing (~0.03 here)
+        tol = 1e-5 if order == 3 else 1e-7
+        np.testing.assert_allclose(d, true, atol=tol * (1 + abs(true).max()))
 
 
 @pytest.mark.parametrize("degree", [3, 5])
@@ -173,5 +175,5 @@ def test_invalid_parameters(kwargs, message):
 
 
 def test_too_few_samples():
-    with pytest.raises(ValueError, match="needs at least 4 samples for order 1, got 3"):
+    with pytest.raises(ValueError, match="needs at least 5 samples for order 1, got 3"):
         dfl.differentiate_array(np.arange(3.0), method="spline")

@@ -11,7 +11,16 @@ from .api import check_coordinate, differentiate_array, run_kernel, uniform_step
 from .registry import MethodParams, MethodSpec, Output, get_method, register, registered
 
 # one module per method; each registers its MethodSpec on import
-METHOD_MODULES = ("finite_difference", "spline", "spectral", "tvr", "savgol", "lowess", "auto")
+METHOD_MODULES = (
+    "finite_difference",
+    "spline",
+    "kalman",
+    "spectral",
+    "tvr",
+    "savgol",
+    "lowess",
+    "auto",
+)
 
 for _name in METHOD_MODULES:
     import_module(f"{__name__}.{_name}")

@@ -1,52 +1,45 @@
-"""Penalised smoothing splines: one banded factorization shared by every series of a batch.
+"""Penalised smoothing splines (cubic or quintic), with per-series GCV smoothing.
 
-The estimate minimises ``sum_i w_i (y_i - f(x_i))**2 + lam * integral f^(m)(x)**2 dx``:
-a natural spline of degree ``2m - 1`` (cubic for m = 2, quintic for m = 3) with a knot at
-every sample, written in a B-spline basis so that the normal equations are banded
-(bandwidth = degree) and solved by a banded Cholesky factorization. Everything that
-depends on x alone (basis values, the penalty, the factorization for one smoothing value)
-is built once per call and shared by all series; the series enter only as right-hand sides.
+The estimate minimises ``sum_i (y_i - f(x_i))**2 + lam * integral f^(m)(x)**2 dx`` over all
+functions: the natural spline of degree ``2m - 1`` (cubic for m = 2, quintic for m = 3)
+with a knot at every sample. It is computed through its exact state-space form (the
+posterior mean of an (m-1)-fold integrated Wiener process with a diffuse start, see
+``_statespace``): an O(n) recursion whose gains depend on x and ``lam`` only, computed once
+and shared by every series of the batch. This replaces the banded normal equations of a
+B-spline basis, whose rounding error grows like ``lam`` times the condition of the penalty
+(relative errors of 1e-4 and worse at the smoothing that noisy series of 1,000 samples need,
+and on irregular x with close samples); the recursion keeps ~1e-12 at any smoothing.
 
 ``smoothing`` is ``lam`` in sample units, ``lam = smoothing * mean_spacing**(2m - 1)``, so
-the same value means the same amount of smoothing whatever the unit of x. Left as None it
-is chosen per series by generalised cross-validation (GCV) on a grid of values, each a
-single factorization for the whole batch (the trace of the hat matrix comes from the band
-of the inverse, by selected inversion), then raised by a factor for derivatives, because
-the smoothing that predicts the signal best is too small for its derivatives.
-
-Numerical limits: the B-spline coefficients of a very smooth fit cancel in the penalty,
-so the relative rounding error grows like ``smoothing * 1e-16`` (quintic) and somewhat
-less (cubic); each series' low-order polynomial trend (which the smoother keeps exactly)
-is removed before the solve and added back after it, and the automatic grid stops where
-that error would reach ~1e-4 (``GRID_LOG10``); for long, densely sampled, low-noise series
-this cap under-smooths, and ``kalman`` (the same estimator, computed by a stable recursion)
-is the better choice there.
+the same value smooths the same whatever the unit of x; ``smoothing**(1/(2m))`` is roughly
+the kernel's half width in samples. Left as None it is chosen per series by generalised
+cross-validation (GCV) on a grid of values, each one set of gains for the whole batch, with
+the hat matrix's trace from the smoothed variances; the GCV choice is then multiplied by
+``DERIVATIVE_FACTOR`` (measured: the smoothing that predicts the signal best is too small
+for its derivatives). Orders below m are state components; higher orders (up to 3) come
+from the spline's polynomial on each interval, exact for the spline.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
-from scipy.linalg import cho_solve_banded, cholesky_banded
 
-from . import _banded as bd
+from . import _statespace as ss
 from ._xp import asarray_like, to_numpy
 from .registry import MethodParams, MethodSpec, Output, register
 
-# log10 of the automatic smoothing grid (sample units) per degree, and its step; the top is
-# where rounding (relative error ~ smoothing * 1e-16 * n) stays below ~1e-4
-GRID_LOG10 = {3: (-2.0, 11.0), 5: (-2.0, 9.5)}
+# log10 of the automatic smoothing grid (sample units): from about 0.3 samples of kernel
+# half width to about n/4 samples; step in decades
+GRID_BOTTOM = -2.0
 GRID_STEP = 0.5
-# chosen values are rounded to this many decades, so that a series gets the same value
-# alone or in any batch (the refined minimum is otherwise only reproducible to rounding)
 CHOICE_RESOLUTION = 0.01
-# the GCV choice is multiplied by DERIVATIVE_FACTOR[degree][order] (measured, see README)
+# the GCV choice is multiplied by DERIVATIVE_FACTOR[degree][order] (measured, see tests)
 DERIVATIVE_FACTOR: dict[int, dict[int, float]] = {
-    3: {0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0},
-    5: {0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0},
+    3: {1: 1.0, 2: 1.0, 3: 1.0},
+    5: {1: 1.0, 2: 1.0, 3: 1.0},
 }
 
 
@@ -67,102 +60,21 @@ class SplineParams(MethodParams):
     )
 
 
-@dataclass(frozen=True)
-class _Basis:
-    """Everything about x that every series shares: scaled x, basis values, the penalty."""
-
-    u: np.ndarray  # samples in units of the mean spacing, starting at 0
-    step: float  # mean spacing in x units
-    k: int  # degree
-    m: int  # penalised derivative
-    vals: np.ndarray  # (nder+1, n, k+1) basis derivatives at the samples (u units)
-    penalty: np.ndarray  # (k+1, n+k-1) upper banded
-
-    @property
-    def n(self) -> int:
-        return self.u.shape[0]
+def _dim(params: SplineParams) -> int:
+    """State dimension m: the penalised derivative."""
+    return (params.degree + 1) // 2
 
 
-def _basis(x: np.ndarray, degree: int, nder: int) -> _Basis:
-    n = x.shape[0]
-    step = (x[-1] - x[0]) / (n - 1)
-    u = (x - x[0]) / step
-    m = (degree + 1) // 2
-    vals = bd.basis_at_samples(u, degree, max(nder, 0))
-    gx, gw = np.polynomial.legendre.leggauss(m)
-    pen = bd.penalty_banded(u, degree, m, gx, gw)
-    return _Basis(u=u, step=float(step), k=degree, m=m, vals=vals, penalty=pen)
-
-
-def _trend_design(b: _Basis) -> np.ndarray:
-    """Polynomials of degree < m on [-1, 1] at the samples (n, m): the penalty's null space."""
-    t = 2.0 * b.u / b.u[-1] - 1.0
-    return np.stack([t**p for p in range(b.m)], axis=1)
-
-
-def _detrend(b: _Basis, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted least-squares polynomial trend of degree m-1 per row: (residual, coefficients).
-
-    The smoother reproduces such polynomials exactly, so smoothing the residual and adding
-    the trend back gives the same estimate with far smaller coefficients (less rounding).
-    """
-    v = _trend_design(b)
-    gram = (v * w[:, None]).T @ v
-    yw = np.where(w > 0, y, 0.0) * w
-    coef = np.linalg.solve(gram, (yw @ v).T).T  # (rows, m)
-    resid = y - coef @ v.T
-    return resid, coef
-
-
-def _trend_derivative(b: _Basis, coef: np.ndarray, order: int) -> np.ndarray:
-    """The order-th derivative (u units) of the trend polynomials, (rows, n)."""
-    t = 2.0 * b.u / b.u[-1] - 1.0
-    dt_du = 2.0 / b.u[-1]
-    out = np.zeros((coef.shape[0], b.n))
-    for p in range(order, b.m):
-        fall = float(np.prod(np.arange(p - order + 1, p + 1)))
-        out += np.outer(coef[:, p], fall * t ** (p - order))
-    return out * dt_du**order
-
-
-class _Solver:
-    """One factorization of B^T W B + lam P for a weight pattern; solves for many series."""
-
-    def __init__(self, b: _Basis, gram: np.ndarray, lam: float):
-        self.ab = gram + lam * b.penalty
-        self.factor = cholesky_banded(self.ab, lower=False, check_finite=False)
-
-    def solve(self, rhs: np.ndarray) -> np.ndarray:
-        """Coefficients (rows, n+k-1) for right-hand sides rhs (rows, n+k-1)."""
-        c = cho_solve_banded((self.factor, False), rhs.T, check_finite=False)
-        return np.ascontiguousarray(c.T)
-
-    def trace(self, gram: np.ndarray) -> float:
-        """Trace of the hat matrix, tr((B^T W B + lam P)^-1 B^T W B)."""
-        return bd.trace_product(bd.selected_inverse(self.factor), gram)
-
-
-def _row_groups(keys: np.ndarray) -> list[np.ndarray]:
-    """Indices of rows sharing a key (rows of a 2-D key array), in first-seen order."""
-    _, inverse = np.unique(keys, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.flatnonzero(np.diff(inverse[order])) + 1
-    return np.split(order, bounds)
-
-
-def _prepare(y: Any, params: SplineParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Host float64 rows (rows, n), the NaN mask and the rows that are all-usable or omitted."""
-    y2 = np.asarray(to_numpy(y), dtype=np.float64).reshape(-1, y.shape[-1])
-    nan = np.isnan(y2)
-    return y2, nan, nan.any(axis=1)
-
-
-def _usable(nan: np.ndarray, has_nan: np.ndarray, params: SplineParams, m: int) -> np.ndarray:
+def _usable(nan: np.ndarray, params: SplineParams, m: int) -> np.ndarray:
     """Rows that get an estimate: NaN-free rows, and under 'omit' rows with enough samples."""
     if params.nan_policy == "omit":
-        return (~nan).sum(axis=1) >= m + 1
-    return ~has_nan
+        return (~nan).sum(axis=1) >= m + 2
+    return ~nan.any(axis=1)
+
+
+def _grid(n: int, m: int) -> np.ndarray:
+    top = 2.0 * m * np.log10(max(n / 4.0, 2.0))
+    return np.arange(GRID_BOTTOM, np.ceil(top / GRID_STEP) * GRID_STEP + 1e-9, GRID_STEP)
 
 
 def _choose(y: Any, x: np.ndarray, order: int, params: SplineParams, xp: Any) -> dict[str, Any]:
@@ -170,56 +82,27 @@ def _choose(y: Any, x: np.ndarray, order: int, params: SplineParams, xp: Any) ->
     shape = y.shape[:-1]
     if params.smoothing is not None:
         return {"smoothing": np.full(shape, float(params.smoothing))}
-    y2, nan, has_nan = _prepare(y, params)
-    b = _basis(x, params.degree, 0)
-    usable = _usable(nan, has_nan, params, b.m)
+    m = _dim(params)
+    y2, nan = ss.rows_of(to_numpy(y))
+    u, _ = ss.scaled(x)
     best = np.full(y2.shape[0], np.nan)
-    lo, hi = GRID_LOG10[params.degree]
-    grid = 10.0 ** np.arange(lo, hi + 1e-9, GRID_STEP)
-    rows_all = np.flatnonzero(usable)
-    if rows_all.size:
-        masks = nan[rows_all]
-        for group in _row_groups(masks):
-            rows = rows_all[group]
-            w = (~nan[rows[0]]).astype(np.float64)
-            best[rows] = _gcv_choice(b, y2[rows], w, grid)
+    lg = _grid(u.shape[0], m)
+    idx = np.flatnonzero(_usable(nan, params, m))
+    for group in ss.group_rows(np.zeros(idx.size), nan[idx]):
+        rows = idx[group]
+        obs = ~nan[rows[0]]
+        ys = np.where(obs, y2[rows], 0.0)
+        n_eff = float(obs.sum())
+        score = np.empty((lg.shape[0], rows.size))
+        for g, ls in enumerate(lg):
+            gn = ss.gains(u, obs, m, 10.0**-ls)
+            fit, _ = ss.smooth(gn, ys, 0, 1.0, False)
+            rss = np.sum(np.where(obs, ys - fit, 0.0) ** 2, axis=1)
+            dof = max(n_eff - gn.hat_trace(), 1e-12)
+            score[g] = -np.log(np.maximum(n_eff * rss / dof**2, 1e-300))
+        best[rows] = 10.0 ** ss.refine_extremum(lg, score, CHOICE_RESOLUTION)
     factor = DERIVATIVE_FACTOR[params.degree][order]
     return {"smoothing": (best * factor).reshape(shape)}
-
-
-def _gcv_choice(b: _Basis, y: np.ndarray, w: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """The GCV-minimising smoothing for each row of y (rows, n) sharing weights w (n,)."""
-    resid, _ = _detrend(b, np.where(w > 0, y, 0.0), w)
-    vals0 = b.vals[0]
-    gram = bd.gram_banded(vals0, w)
-    rhs = np.empty((y.shape[0], b.n + b.k - 1))
-    bd.basis_transpose_apply(vals0, w, resid, rhs)
-    n_eff = float(w.sum())
-    score = np.empty((grid.shape[0], y.shape[0]))
-    fit = np.empty_like(resid)
-    for g, lam in enumerate(grid):
-        solver = _Solver(b, gram, lam)
-        c = solver.solve(rhs)
-        bd.basis_apply(vals0, c, fit)
-        rss = ((resid - fit) ** 2 * w).sum(axis=1)
-        dof = n_eff - solver.trace(gram)
-        score[g] = n_eff * rss / max(dof, 1e-12) ** 2
-    return _refine_log_min(np.log10(grid), np.log(np.maximum(score, 1e-300)))
-
-
-def _refine_log_min(lg: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """Per column of score (grid, rows): the minimiser, refined by a parabola through 3 points."""
-    idx = np.argmin(score, axis=0)
-    cols = np.arange(score.shape[1])
-    inner = np.clip(idx, 1, lg.shape[0] - 2)
-    s0, s1, s2 = score[inner - 1, cols], score[inner, cols], score[inner + 1, cols]
-    curv = s0 - 2.0 * s1 + s2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shift = np.where(curv > 0, 0.5 * (s0 - s2) / curv, 0.0)
-    shift = np.clip(shift, -1.0, 1.0)
-    step = lg[1] - lg[0]
-    at = np.where(idx == inner, lg[inner] + shift * step, lg[idx])
-    return 10.0 ** (np.round(at / CHOICE_RESOLUTION) * CHOICE_RESOLUTION)
 
 
 def _apply(
@@ -232,64 +115,46 @@ def _apply(
     smoothed: bool,
 ) -> Output:
     shape = y.shape
-    dtype = y.dtype
-    y2, nan, has_nan = _prepare(y, params)
-    rows = y2.shape[0]
-    b = _basis(x, params.degree, order)
-    if "smoothing" in chosen:
-        lam = np.broadcast_to(np.asarray(chosen["smoothing"], dtype=np.float64), shape[:-1])
-        lam = lam.reshape(rows)
-    elif params.smoothing is not None:
-        lam = np.full(rows, float(params.smoothing))
-    else:
-        lam = np.asarray(_choose(y, x, order, params, xp)["smoothing"]).reshape(rows)
-    usable = _usable(nan, has_nan, params, b.m) & np.isfinite(lam)
-    deriv = np.full((rows, b.n), np.nan)
-    fitted = np.full((rows, b.n), np.nan) if smoothed else None
-    idx = np.flatnonzero(usable)
-    if idx.size:
-        keys = np.concatenate([lam[idx, None], nan[idx]], axis=1)
-        for group in _row_groups(keys):
-            r = idx[group]
-            w = (~nan[r[0]]).astype(np.float64)
-            d, f = _smooth_rows(b, y2[r], w, float(lam[r[0]]), order, smoothed)
-            deriv[r] = d
+    m = _dim(params)
+    y2, nan = ss.rows_of(to_numpy(y))
+    rows, n = y2.shape
+    u, step = ss.scaled(x)
+    if "smoothing" not in chosen:
+        chosen = _choose(y, x, order, params, xp)
+    lam = np.broadcast_to(np.asarray(chosen["smoothing"], dtype=np.float64), shape[:-1])
+    lam = lam.reshape(rows)
+    deriv = np.full((rows, n), np.nan)
+    fitted = np.full((rows, n), np.nan) if smoothed else None
+    idx = np.flatnonzero(_usable(nan, params, m) & np.isfinite(lam) & (lam > 0))
+    for group in ss.group_rows(lam[idx], nan[idx]):
+        r_idx = idx[group]
+        obs = ~nan[r_idx[0]]
+        gn = ss.gains(u, obs, m, 1.0 / float(lam[r_idx[0]]))
+        whole = r_idx.size == rows  # one group of every row, in order: no gather/scatter
+        ys = y2 if whole else y2[r_idx]
+        if not obs.all():
+            ys = np.where(obs, ys, 0.0)
+        out, fit = ss.smooth(gn, ys, order, step**-order, smoothed)
+        if whole:
+            deriv, fitted = out, fit
+        else:
+            deriv[r_idx] = out
             if smoothed:
-                fitted[r] = f
-    out = deriv.reshape(shape).astype(dtype, copy=False)
-    sm = fitted.reshape(shape).astype(dtype, copy=False) if smoothed else None
-    return Output(asarray_like(out, xp), None if sm is None else asarray_like(sm, xp))
-
-
-def _smooth_rows(
-    b: _Basis, y: np.ndarray, w: np.ndarray, lam: float, order: int, smoothed: bool
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Derivative of ``order`` (x units) and optionally the fit, for rows sharing w and lam."""
-    resid, coef = _detrend(b, np.where(w > 0, y, 0.0), w)
-    gram = bd.gram_banded(b.vals[0], w)
-    rhs = np.empty((y.shape[0], b.n + b.k - 1))
-    bd.basis_transpose_apply(b.vals[0], w, resid, rhs)
-    c = _Solver(b, gram, lam).solve(rhs)
-    d = np.empty_like(resid)
-    bd.basis_apply(b.vals[order], c, d)
-    d += _trend_derivative(b, coef, order)
-    d /= b.step**order
-    f = None
-    if smoothed:
-        f = np.empty_like(resid)
-        bd.basis_apply(b.vals[0], c, f)
-        f += _trend_derivative(b, coef, 0)
-    return d, f
+                fitted[r_idx] = fit
+    dt = y.dtype
+    res = asarray_like(deriv.reshape(shape).astype(dt, copy=False), xp)
+    sm = asarray_like(fitted.reshape(shape).astype(dt, copy=False), xp) if smoothed else None
+    return Output(res, sm)
 
 
 def _min_samples(order: int, params: SplineParams) -> int:
-    return max(order + 1, (params.degree + 1) // 2 + 1)
+    return max(order + 1, _dim(params) + 2)
 
 
 SPEC = register(
     MethodSpec(
         name="spline",
-        summary="Penalised smoothing spline (cubic or quintic), banded solve, GCV smoothing.",
+        summary="Smoothing spline (cubic or quintic) by a stable O(n) recursion, GCV smoothing.",
         params=SplineParams,
         max_order=3,
         apply=_apply,

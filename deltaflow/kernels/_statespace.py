@@ -1,0 +1,449 @@
+"""State-space smoothing shared by ``kalman`` and ``spline``: gains once, series as a batch.
+
+The model: the (d-1)-th derivative of the signal is a Wiener process (white noise of
+spectral density ``rho`` drives the d-th), the state is (f, f', ..., f^(d-1)) and each
+observed sample carries white noise of unit variance. The initial state is diffuse, handled
+by de Jong's augmentation: the filter starts from P0 = 0 and a fixed unknown state s0,
+estimated per series by generalised least squares from the innovations. The posterior mean
+is then exactly the natural smoothing spline of degree 2d-1 with ``lam = 1 / rho``
+(Wahba 1978; Kohn & Ansley 1987), computed by a recursion that stays accurate for any
+``rho`` and any spacing, unlike the normal equations of a B-spline fit.
+
+Gains, smoother gains and the augmentation terms depend on the coordinates, ``rho`` and
+which samples are observed, never on the values, so they are computed once per
+(``rho``, NaN pattern) and every series then runs only the linear mean recursion: numba
+loops over time per series, series split over threads by :func:`run_rows`.
+Coordinates are in units of the mean spacing (``scaled``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from ._stencil import run_rows
+
+
+def scaled(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """Increasing x in units of its mean spacing (starting at 0), and that spacing."""
+    step = (x[-1] - x[0]) / (x.shape[0] - 1)
+    return (x - x[0]) / step, float(step)
+
+
+def rows_of(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, n) contiguous float64 host rows of y and its NaN mask."""
+    y2 = np.ascontiguousarray(np.asarray(y, dtype=np.float64).reshape(-1, y.shape[-1]))
+    return y2, np.isnan(y2)
+
+
+def group_rows(values: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+    """Indices of rows sharing a value (rows,) and a boolean mask row (rows, n), sorted.
+
+    Series that share a smoothing value and a NaN pattern share one set of gains. The key
+    packs the mask to bits, so grouping costs one small sort.
+    """
+    rows = values.shape[0]
+    if rows == 0:
+        return []
+    v = np.ascontiguousarray(values, dtype=np.float64).view(np.uint8).reshape(rows, 8)
+    key = np.ascontiguousarray(np.concatenate([v, np.packbits(mask, axis=1)], axis=1))
+    void = key.view(np.dtype((np.void, key.shape[1]))).reshape(rows)
+    _, inverse = np.unique(void, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(inverse[order])) + 1)
+
+
+def refine_extremum(lg: np.ndarray, score: np.ndarray, resolution: float) -> np.ndarray:
+    """Per column of score (grid, rows): log10 of the maximiser, parabola-refined, rounded.
+
+    Rounding to ``resolution`` decades makes a series' choice the same alone or in any
+    batch (the refined value is otherwise reproducible only to rounding).
+    """
+    idx = np.argmax(score, axis=0)
+    cols = np.arange(score.shape[1])
+    inner = np.clip(idx, 1, lg.shape[0] - 2)
+    s0, s1, s2 = score[inner - 1, cols], score[inner, cols], score[inner + 1, cols]
+    curv = s0 - 2.0 * s1 + s2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.where(curv < 0, 0.5 * (s0 - s2) / curv, 0.0)
+    shift = np.clip(np.nan_to_num(shift), -1.0, 1.0)
+    at = np.where(idx == inner, lg[inner] + shift * (lg[1] - lg[0]), lg[idx])
+    return np.round(at / resolution) * resolution
+
+
+# ----------------------------------------------------------------------------- gains
+
+
+@numba.njit(nogil=True, cache=True)
+def _model(dt, d, rho, f, q):  # pragma: no cover - compiled
+    """Fill transition F and process noise Q for a step dt (unit measurement noise)."""
+    for i in range(d):
+        for j in range(d):
+            f[i, j] = 0.0
+        f[i, i] = 1.0
+        c = 1.0
+        for p in range(1, d - i):
+            c *= dt / p
+            f[i, i + p] = c
+    # Q[i, j] = rho dt^(a+b+1) / (a! b! (a+b+1)), a = d-1-i, b = d-1-j
+    for i in range(d):
+        a = d - 1 - i
+        fa = 1.0
+        for p in range(2, a + 1):
+            fa *= p
+        for j in range(d):
+            b = d - 1 - j
+            fb = 1.0
+            for p in range(2, b + 1):
+                fb *= p
+            e = a + b + 1
+            q[i, j] = rho * dt**e / (fa * fb * e)
+
+
+@numba.njit(nogil=True, cache=True)
+def _chol_solve(a, b, out, low):  # pragma: no cover - compiled
+    """out = a^-1 b for a small SPD matrix a (d, d) and b (d, d), by Cholesky into ``low``."""
+    d = a.shape[0]
+    for i in range(d):
+        for j in range(i + 1):
+            acc = a[i, j]
+            for k in range(j):
+                acc -= low[i, k] * low[j, k]
+            if i == j:
+                low[i, i] = np.sqrt(max(acc, 1e-300))
+            else:
+                low[i, j] = acc / low[j, j]
+    for c in range(b.shape[1]):
+        for i in range(d):  # forward: L z = b
+            acc = b[i, c]
+            for k in range(i):
+                acc -= low[i, k] * out[k, c]
+            out[i, c] = acc / low[i, i]
+        for i in range(d - 1, -1, -1):  # back: L^T x = z
+            acc = out[i, c]
+            for k in range(i + 1, d):
+                acc -= low[k, i] * out[k, c]
+            out[i, c] = acc / low[i, i]
+
+
+@numba.njit(nogil=True, cache=True)
+def _gains(u, obs, d, rho):  # pragma: no cover - compiled
+    """F (n-1,d,d), K (n,d), 1/S (n,) (0 where unobserved), G (n-1,d,d), var (n,).
+
+    ``var[t]`` is the smoothed variance of f at t given s0 (unit measurement noise).
+    Small-matrix algebra is written out in loops: no allocation inside the time loop.
+    """
+    n = u.shape[0]
+    m = max(n - 1, 1)
+    fs = np.zeros((m, d, d))
+    gs = np.zeros((m, d, d))
+    ks = np.zeros((n, d))
+    sinv = np.zeros(n)
+    pfs = np.zeros((n, d, d))
+    pps = np.zeros((n, d, d))
+    pp = np.zeros((d, d))
+    ap = np.empty((d, d))
+    fp = np.empty((d, d))
+    x = np.empty((d, d))
+    low = np.zeros((d, d))
+    k = np.empty(d)
+    q = np.empty((d, d))
+    for t in range(n):
+        pps[t] = pp
+        pf = pfs[t]
+        if obs[t]:
+            s = pp[0, 0] + 1.0
+            for i in range(d):
+                k[i] = pp[i, 0] / s
+                ks[t, i] = k[i]
+            sinv[t] = 1.0 / s
+            # Joseph form (I - k e0^T) P (I - k e0^T)^T + k k^T keeps P symmetric PSD
+            for i in range(d):
+                for j in range(d):
+                    ap[i, j] = pp[i, j] - k[i] * pp[0, j]
+            for i in range(d):
+                for j in range(d):
+                    pf[i, j] = ap[i, j] - ap[i, 0] * k[j] + k[i] * k[j]
+        else:
+            for i in range(d):
+                for j in range(d):
+                    pf[i, j] = pp[i, j]
+        if t < n - 1:
+            f = fs[t]
+            _model(u[t + 1] - u[t], d, rho, f, q)
+            for i in range(d):  # fp = F Pf
+                for j in range(d):
+                    acc = 0.0
+                    for l in range(i, d):
+                        acc += f[i, l] * pf[l, j]
+                    fp[i, j] = acc
+            for i in range(d):  # Pp = F Pf F^T + Q, symmetrised
+                for j in range(i + 1):
+                    acc = q[i, j]
+                    for l in range(j, d):
+                        acc += fp[i, l] * f[j, l]
+                    pp[i, j] = acc
+                    pp[j, i] = acc
+            _chol_solve(pp, fp, x, low)  # x = Pp^-1 F Pf = G^T
+            for i in range(d):
+                for j in range(d):
+                    gs[t, i, j] = x[j, i]
+    var = np.empty(n)
+    ps = pfs[n - 1].copy()
+    var[n - 1] = ps[0, 0]
+    diff = np.empty((d, d))
+    for t in range(n - 2, -1, -1):
+        g = gs[t]
+        pn = pps[t + 1]
+        for i in range(d):
+            for j in range(d):
+                diff[i, j] = ps[i, j] - pn[i, j]
+        for i in range(d):  # ap = G diff
+            for j in range(d):
+                acc = 0.0
+                for l in range(d):
+                    acc += g[i, l] * diff[l, j]
+                ap[i, j] = acc
+        for i in range(d):  # ps = Pf + G diff G^T
+            for j in range(d):
+                acc = pfs[t, i, j]
+                for l in range(d):
+                    acc += ap[i, l] * g[j, l]
+                ps[i, j] = acc
+        var[t] = ps[0, 0]
+    return fs, ks, sinv, gs, var
+
+
+@numba.njit(nogil=True, cache=True)
+def _run_row(y, obs, fs, ks, gs, a0, states, innov):  # pragma: no cover - compiled
+    """Filter then smooth one series from initial mean a0 (P0 = 0); states <- smoothed."""
+    n = y.shape[0]
+    d = a0.shape[0]
+    a = a0.copy()
+    for t in range(n):
+        if obs[t]:
+            e = y[t] - a[0]
+            innov[t] = e
+            for i in range(d):
+                states[t, i] = a[i] + ks[t, i] * e
+        else:
+            innov[t] = 0.0
+            for i in range(d):
+                states[t, i] = a[i]
+        if t < n - 1:
+            for i in range(d):
+                acc = 0.0
+                for j in range(i, d):
+                    acc += fs[t, i, j] * states[t, j]
+                a[i] = acc
+    nxt = states[n - 1].copy()
+    diff = np.empty(d)
+    for t in range(n - 2, -1, -1):
+        for i in range(d):
+            acc = 0.0
+            for j in range(i, d):
+                acc += fs[t, i, j] * states[t, j]
+            diff[i] = nxt[i] - acc
+        for i in range(d):
+            acc = states[t, i]
+            for j in range(d):
+                acc += gs[t, i, j] * diff[j]
+            nxt[i] = acc
+            states[t, i] = acc
+
+
+@dataclass(frozen=True)
+class Gains:
+    """Everything shared by the series of one (rho, NaN pattern) group."""
+
+    u: np.ndarray
+    obs: np.ndarray
+    fs: np.ndarray
+    ks: np.ndarray
+    sinv: np.ndarray
+    gs: np.ndarray
+    var: np.ndarray  # smoothed variance of f given s0
+    es: np.ndarray  # (n, d) innovations of the unit initial states, divided by S
+    minv: np.ndarray  # (d, d) inverse of M = sum E_t E_t^T / S_t
+    logdet: float  # log det M
+    z: np.ndarray  # (n, d, d) smoothed states of the unit initial states
+
+    @property
+    def d(self) -> int:
+        return self.minv.shape[0]
+
+    def hat_trace(self) -> float:
+        """Trace of the smoother's hat matrix: sum of posterior variances of f / noise."""
+        z0 = self.z[:, 0, :]
+        extra = np.einsum("ti,ij,tj->t", z0, self.minv, z0)
+        return float(np.sum((self.var + extra)[self.obs]))
+
+    def log_det_innovations(self) -> float:
+        """sum log S_t over observed samples plus log det M (the diffuse likelihood's constant)."""
+        return float(-np.sum(np.log(self.sinv[self.obs]))) + self.logdet
+
+
+def gains(u: np.ndarray, obs: np.ndarray, d: int, rho: float) -> Gains:
+    """Filter/smoother gains and the diffuse augmentation for ratio rho and mask obs."""
+    fs, ks, sinv, gs, var = _gains(u, obs, d, rho)
+    n = u.shape[0]
+    zeros = np.zeros(n)
+    e = np.empty((n, d))
+    z = np.empty((n, d, d))
+    states = np.empty((n, d))
+    innov = np.empty(n)
+    for j in range(d):
+        a0 = np.zeros(d)
+        a0[j] = 1.0
+        _run_row(zeros, obs, fs, ks, gs, a0, states, innov)
+        z[:, :, j] = states
+        e[:, j] = innov
+    es = e * sinv[:, None]
+    mat = e.T @ es
+    _, logdet = np.linalg.slogdet(mat)
+    return Gains(u, obs, fs, ks, sinv, gs, var, es, np.linalg.inv(mat), float(logdet), z)
+
+
+# ----------------------------------------------------------------------------- per series
+
+
+@numba.njit(nogil=True, cache=True)
+def _smooth_rows(y, obs, u, fs, ks, gs, es, minv, z, order, scale, out, fitted):  # pragma: no cover
+    """Per row: smoothed states (own run + Z s0), then the derivative of ``order`` times scale.
+
+    Orders below d are state components; order >= d comes from the polynomial of degree
+    2d-1 that the states at both ends of an interval determine (Hermite data), on the
+    longer of the two intervals next to the sample.
+    """
+    rows, n = y.shape
+    d = minv.shape[0]
+    states = np.empty((n, d))
+    innov = np.empty(n)
+    a0 = np.zeros(d)
+    b = np.empty(d)
+    s0 = np.empty(d)
+    want_fit = fitted.shape[0] == rows
+    for r in range(rows):
+        _run_row(y[r], obs, fs, ks, gs, a0, states, innov)
+        for j in range(d):
+            acc = 0.0
+            for t in range(n):
+                acc += es[t, j] * innov[t]
+            b[j] = acc
+        for i in range(d):
+            acc = 0.0
+            for j in range(d):
+                acc -= minv[i, j] * b[j]
+            s0[i] = acc
+        for t in range(n):
+            for i in range(d):
+                acc = states[t, i]
+                for j in range(d):
+                    acc += z[t, i, j] * s0[j]
+                states[t, i] = acc
+        if want_fit:
+            for t in range(n):
+                fitted[r, t] = states[t, 0]
+        if order < d:
+            for t in range(n):
+                out[r, t] = states[t, order] * scale
+        else:
+            # from the longer adjacent interval: its polynomial is the better conditioned
+            for t in range(n):
+                left = t > 0 and (t == n - 1 or u[t] - u[t - 1] > u[t + 1] - u[t])
+                if left:
+                    v = _hermite(states[t - 1], states[t], u[t] - u[t - 1], order, 1)
+                else:
+                    v = _hermite(states[t], states[t + 1], u[t + 1] - u[t], order, 0)
+                out[r, t] = v * scale
+
+
+@numba.njit(nogil=True, cache=True)
+def _hermite(a, b, h, order, right):  # pragma: no cover - compiled
+    """Derivative ``order`` at the left (right=0) or right end of the Hermite polynomial."""
+    d = a.shape[0]
+    if d == 2:
+        d0 = b[0] - a[0] - a[1] * h
+        d1 = b[1] - a[1]
+        c2 = (3.0 * d0 - d1 * h) / (h * h)
+        c3 = (d1 * h - 2.0 * d0) / (h * h * h)
+        if order == 2:
+            return 2.0 * c2 + 6.0 * c3 * h * right
+        return 6.0 * c3
+    # d == 3: quintic through (f, f', f'') at both ends
+    d0 = b[0] - a[0] - a[1] * h - 0.5 * a[2] * h * h
+    d1 = b[1] - a[1] - a[2] * h
+    d2 = b[2] - a[2]
+    c3 = (10.0 * d0 - 4.0 * d1 * h + 0.5 * d2 * h * h) / h**3
+    c4 = (7.0 * d1 * h - 15.0 * d0 - d2 * h * h) / h**4
+    c5 = (0.5 * d2 * h * h - 3.0 * d1 * h + 6.0 * d0) / h**5
+    if order == 3:
+        return 6.0 * c3 + right * (24.0 * c4 * h + 60.0 * c5 * h * h)
+    return 24.0 * c4 + right * 120.0 * c5 * h
+
+
+@numba.njit(nogil=True, cache=True)
+def _innovation_rss_rows(y, obs, fs, ks, sinv, es, minv, out):  # pragma: no cover - compiled
+    """Per row: GLS residual sum of squares of the standardised innovations (forward only)."""
+    rows, n = y.shape
+    d = minv.shape[0]
+    a = np.empty(d)
+    m = np.empty(d)
+    b = np.empty(d)
+    for r in range(rows):
+        yr = y[r]
+        for i in range(d):
+            a[i] = 0.0
+            b[i] = 0.0
+        q = 0.0
+        for t in range(n):
+            if obs[t]:
+                e = yr[t] - a[0]
+                q += e * e * sinv[t]
+                for j in range(d):
+                    b[j] += es[t, j] * e
+                for i in range(d):
+                    m[i] = a[i] + ks[t, i] * e
+            else:
+                for i in range(d):
+                    m[i] = a[i]
+            if t < n - 1:
+                for i in range(d):
+                    acc = 0.0
+                    for j in range(i, d):
+                        acc += fs[t, i, j] * m[j]
+                    a[i] = acc
+        quad = 0.0
+        for i in range(d):
+            for j in range(d):
+                quad += b[i] * minv[i, j] * b[j]
+        out[r, 0] = q - quad
+
+
+def smooth(
+    g: Gains, y: np.ndarray, order: int, scale: float, fitted: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Derivative of ``order`` times ``scale`` (rows, n) and optionally the fit, for rows y.
+
+    y must hold finite values where ``g.obs`` (others are ignored).
+    """
+    rows, n = y.shape
+    width = 2 * n if fitted else n
+    both = np.empty((rows, width))
+
+    def kernel(y_, u_, fs_, ks_, gs_, es_, minv_, z_, out_):
+        fit = out_[:, n:] if fitted else np.empty((0, n))
+        _smooth_rows(y_, g.obs, u_, fs_, ks_, gs_, es_, minv_, z_, order, scale, out_[:, :n], fit)
+
+    run_rows(kernel, y, both, g.u, g.fs, g.ks, g.gs, g.es, g.minv, g.z)
+    return both[:, :n], (both[:, n:] if fitted else None)
+
+
+def innovation_rss(g: Gains, y: np.ndarray) -> np.ndarray:
+    """Per row of y: the GLS residual sum of squares of the standardised innovations."""
+    out = np.empty((y.shape[0], 1))
+    run_rows(_innovation_rss_rows, y, out, g.obs, g.fs, g.ks, g.sinv, g.es, g.minv)
+    return out[:, 0]

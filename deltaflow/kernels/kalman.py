@@ -1,0 +1,205 @@
+"""Kalman (Rauch–Tung–Striebel) smoother with a constant-velocity or constant-acceleration model.
+
+The signal is modelled as an integrated white noise: the state is (value, slope) for
+``model='cv'`` or (value, slope, curvature) for ``model='ca'``, the highest derivative is
+driven by white noise of spectral density ``process_noise`` and each sample carries white
+noise of variance ``measurement_noise``. Transitions and process noise come from each
+step's dt, so irregular x is native. The initial state is diffuse (de Jong's augmented
+filter: the filter starts from a fixed unknown state that is estimated by generalised least
+squares), which makes the smoother exactly the natural cubic ('cv') or quintic ('ca')
+smoothing spline with ``lam = measurement_noise / process_noise``.
+
+Only the noise ratio moves the estimate, and the gains depend on x, the ratio and which
+samples are observed, never on the values: they are computed once per ratio and shared by
+every series, which then only run the linear mean recursion (a numba loop over time per
+series, series split over threads). Left as None the noises are chosen per series by
+maximum likelihood (the diffuse innovations likelihood, profiled over the measurement noise)
+on a grid of ratios refined by a parabola. NaN samples under ``nan_policy='omit'`` skip
+the update step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from . import _statespace as ss
+from ._xp import asarray_like, to_numpy
+from .registry import MethodParams, MethodSpec, Output, register
+
+# log10 of the noise-ratio grid (process/measurement, sample units): from a bandwidth of
+# about n/2 samples to under one sample; step in decades
+GRID_TOP = 4.0
+GRID_STEP = 0.5
+CHOICE_RESOLUTION = 0.01
+_DIM = {"cv": 2, "ca": 3}
+
+
+class KalmanParams(MethodParams):
+    """Parameters of ``kalman``."""
+
+    model: Literal["cv", "ca"] = Field(
+        "ca",
+        description=(
+            "'cv' constant velocity (state: value, slope; orders up to 1) or "
+            "'ca' constant acceleration (value, slope, curvature; orders up to 2)"
+        ),
+    )
+    process_noise: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "spectral density of the white noise driving the highest state derivative "
+            "(y**2 / x**3 for 'cv', y**2 / x**5 for 'ca'); None chooses it by maximum likelihood"
+        ),
+    )
+    measurement_noise: float | None = Field(
+        None,
+        gt=0,
+        description="variance of the noise on each sample (y**2); None: maximum likelihood",
+    )
+
+
+def _check_order(order: int, params: KalmanParams) -> int:
+    d = _DIM[params.model]
+    if order > d - 1:
+        raise ValueError(
+            f"method 'kalman': order {order} needs model='ca' (model={params.model!r} gives "
+            f"orders up to {d - 1})"
+        )
+    return d
+
+
+def _usable(nan: np.ndarray, params: KalmanParams, d: int) -> np.ndarray:
+    """Rows that get an estimate: NaN-free rows, and under 'omit' rows with enough samples."""
+    if params.nan_policy == "omit":
+        return (~nan).sum(axis=1) >= d + 2
+    return ~nan.any(axis=1)
+
+
+def _grid(n: int, d: int) -> np.ndarray:
+    """log10 ratios from a bandwidth of about n/4 samples (ratio ~ bw**(-2d)) to GRID_TOP."""
+    lo = -2.0 * d * np.log10(max(n / 4.0, 2.0))
+    lo = np.floor(lo / GRID_STEP) * GRID_STEP
+    return np.arange(lo, GRID_TOP + 1e-9, GRID_STEP)
+
+
+def _choose(y: Any, x: np.ndarray, order: int, params: KalmanParams, xp: Any) -> dict[str, Any]:
+    """Per-series process and measurement noise (shape y.shape[:-1]), given or by ML."""
+    d = _check_order(order, params)
+    shape = y.shape[:-1]
+    u, step = ss.scaled(x)
+    unit = step ** (2 * d - 1)  # process noise in sample units = process_noise * unit
+    q_given, r_given = params.process_noise, params.measurement_noise
+    if q_given is not None and r_given is not None:
+        return {
+            "process_noise": np.full(shape, float(q_given)),
+            "measurement_noise": np.full(shape, float(r_given)),
+        }
+    y2, nan = ss.rows_of(to_numpy(y))
+    rows = y2.shape[0]
+    q_out = np.full(rows, np.nan)
+    r_out = np.full(rows, np.nan)
+    lg = _grid(u.shape[0], d)
+    idx = np.flatnonzero(_usable(nan, params, d))
+    for group in ss.group_rows(np.zeros(idx.size), nan[idx]):
+        r_idx = idx[group]
+        obs = ~nan[r_idx[0]]
+        ys = np.where(obs, y2[r_idx], 0.0)
+        n_eff = int(obs.sum())
+        ll = np.empty((lg.shape[0], r_idx.size))
+        rss_all = np.empty((lg.shape[0], r_idx.size))
+        for g, lrho in enumerate(lg):
+            rho = 10.0**lrho
+            gn = ss.gains(u, obs, d, rho)
+            rss = np.maximum(ss.innovation_rss(gn, ys), 1e-300)
+            rss_all[g] = rss
+            const = gn.log_det_innovations()
+            dof = n_eff - d
+            if q_given is None and r_given is None:
+                ll[g] = -0.5 * (dof * np.log(rss / dof) + const)
+            else:
+                r = r_given if r_given is not None else q_given * unit / rho
+                ll[g] = -0.5 * (dof * np.log(r) + rss / r + const)
+        best = ss.refine_extremum(lg, ll, CHOICE_RESOLUTION)
+        nearest = np.clip(np.round((best - lg[0]) / GRID_STEP).astype(int), 0, lg.size - 1)
+        rho = 10.0**best
+        if r_given is not None:
+            r = np.full(r_idx.size, float(r_given))
+        elif q_given is not None:
+            r = q_given * unit / rho
+        else:
+            r = rss_all[nearest, np.arange(r_idx.size)] / (n_eff - d)
+        q = q_given if q_given is not None else rho * r / unit
+        q_out[r_idx] = q
+        r_out[r_idx] = r
+    return {"process_noise": q_out.reshape(shape), "measurement_noise": r_out.reshape(shape)}
+
+
+def _apply(
+    y: Any,
+    x: np.ndarray,
+    order: int,
+    params: KalmanParams,
+    chosen: dict[str, Any],
+    xp: Any,
+    smoothed: bool,
+) -> Output:
+    d = _check_order(order, params)
+    shape = y.shape
+    y2, nan = ss.rows_of(to_numpy(y))
+    rows, n = y2.shape
+    u, step = ss.scaled(x)
+    unit = step ** (2 * d - 1)
+    if "process_noise" not in chosen:
+        chosen = _choose(y, x, order, params, xp)
+    q = np.broadcast_to(np.asarray(chosen["process_noise"], dtype=np.float64), shape[:-1])
+    r = np.broadcast_to(np.asarray(chosen["measurement_noise"], dtype=np.float64), shape[:-1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = (q.reshape(rows) * unit) / r.reshape(rows)
+    deriv = np.full((rows, n), np.nan)
+    fitted = np.full((rows, n), np.nan) if smoothed else None
+    idx = np.flatnonzero(_usable(nan, params, d) & np.isfinite(rho) & (rho > 0))
+    for group in ss.group_rows(rho[idx], nan[idx]):
+        r_idx = idx[group]
+        obs = ~nan[r_idx[0]]
+        gn = ss.gains(u, obs, d, float(rho[r_idx[0]]))
+        whole = r_idx.size == rows  # one group of every row, in order: no gather/scatter
+        ys = y2 if whole else y2[r_idx]
+        if not obs.all():
+            ys = np.where(obs, ys, 0.0)
+        out, fit = ss.smooth(gn, ys, order, step**-order, smoothed)
+        if whole:
+            deriv, fitted = out, fit
+        else:
+            deriv[r_idx] = out
+            if smoothed:
+                fitted[r_idx] = fit
+    dt = y.dtype
+    res = asarray_like(deriv.reshape(shape).astype(dt, copy=False), xp)
+    sm = asarray_like(fitted.reshape(shape).astype(dt, copy=False), xp) if smoothed else None
+    return Output(res, sm)
+
+
+def _min_samples(order: int, params: KalmanParams) -> int:
+    return _DIM[params.model] + 2
+
+
+SPEC = register(
+    MethodSpec(
+        name="kalman",
+        summary="RTS smoother, constant-velocity/acceleration model, ML noise variances.",
+        params=KalmanParams,
+        max_order=2,
+        apply=_apply,
+        footprint=lambda order, params: None,
+        choose=_choose,
+        min_samples=_min_samples,
+        irregular=True,
+        nan_omit=True,
+        gpu=False,
+        has_smoothed=True,
+    )
+)
