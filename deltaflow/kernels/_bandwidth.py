@@ -104,7 +104,8 @@ def roughness(
             rss[b] += np.sum((yb - coef @ design.T) ** 2, axis=1)
             dq = derivative_rows(t, deg, q) / half**q  # (L, ncoef)
             raw[b] += np.sum((coef @ dq.T) ** 2, axis=1)
-            noise[b] += np.sum((dq @ op) ** 2)
+            # ||dq @ op||_F^2 through the small (ncoef, ncoef) Gram matrices, not (L, L)
+            noise[b] += np.sum((dq.T @ dq) * (op @ op.T))
     dof_max = n - nb_max * ncoef
     s2_ref = rss[-1] / dof_max if dof_max > 0 else np.zeros(rows)
     s2_ref = np.maximum(s2_ref, sigma**2)
