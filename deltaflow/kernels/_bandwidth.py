@@ -6,11 +6,17 @@ A window is chosen per series from the whole series, in three steps:
    divided differences of order 6, which annihilate quintics on any spacing;
 2. the roughness R = mean(f^(q)(x)^2) of the derivative that drives the leading bias, from
    blocked polynomial fits of degree q + 2 (the number of blocks picked by Mallows' Cp,
-   as in Ruppert, Sheather and Wand 1995), corrected for the noise the fits carry;
-3. a plug-in of both into the mean squared error of the deriv-th derivative,
-   ``sigma^2 sum(c^2) / h^(2k) + R (sum(c j^q) / q!)^2 h^(2(q-k))``, evaluated from the
-   method's own weights c for every odd candidate window (an exact search over the
-   discrete filter rather than an asymptotic formula), and the minimiser is taken.
+   as in Ruppert, Sheather and Wand 1995, then fewer while the fits' noise makes up more
+   than NOISE_SHARE of the estimate), corrected for the noise the fits carry, and taken
+   as negligible when no block count tells it apart from the noise;
+3. a plug-in of both into the mean squared error of the deriv-th derivative averaged over
+   the whole series: at the n - 2*half interior points
+   ``sigma^2 sum(c^2) / h^(2k) + R_q (sum(c j^q) / q!)^2 h^(2(q-k))`` from the method's own
+   centred weights c, and at the half points per end the same terms from their shifted-
+   window weights (bias order p + 1, no symmetric cancellation). It is evaluated for every
+   odd candidate window (an exact search over the discrete filters rather than an
+   asymptotic formula) and the minimiser is taken. Counting the ends matters: they carry
+   the largest variance, and an interior-only rule picks windows the ends cannot bear.
 
 The bias order q is the first polynomial degree above p whose term the centred fit does
 not absorb: p + 1 when p + 1 - k is even, else p + 2 (symmetry cancels the other).
@@ -24,7 +30,7 @@ import warnings
 
 import numpy as np
 
-from ._localpoly import centre_weights, derivative_rows, fit_operator
+from ._localpoly import centre_weights, derivative_rows, end_weights, fit_operator
 
 NOISE_DIFF_ORDER = 6
 MAX_BLOCKS = 8
@@ -117,10 +123,12 @@ def roughness(
     share = sigma[None, :] ** 2 * noise[:, None] / np.where(raw > 0, raw, np.inf)
     blocks = np.arange(nb_max)[:, None]
     usable = (blocks <= best[None, :]) & (share <= NOISE_SHARE)
-    best = np.where(usable.any(axis=0), nb_max - 1 - np.argmax(usable[::-1], axis=0), 0)
+    found = usable.any(axis=0)
+    best = np.where(found, nb_max - 1 - np.argmax(usable[::-1], axis=0), 0)
     pick = np.arange(rows)
     raw_b = raw[best, pick]
-    corr = raw_b - sigma**2 * noise[best]
+    # no block count tells the signal's derivative from the noise: treat it as negligible
+    corr = np.where(found, raw_b - sigma**2 * noise[best], 0.0)
     r = np.maximum(corr, ROUGHNESS_FLOOR * raw_b) / n
     return np.where(np.isfinite(sigma) & np.isfinite(raw_b), r, np.nan)
 
@@ -128,7 +136,9 @@ def roughness(
 def plugin_window(
     sigma: np.ndarray,
     rough: np.ndarray,
+    rough_end: np.ndarray,
     h: float,
+    n: int,
     degree: int,
     deriv: int,
     wmin: int,
@@ -137,20 +147,31 @@ def plugin_window(
 ) -> np.ndarray:
     """The odd window in [wmin, wmax] minimising the plug-in MSE of each row (rows,) int64.
 
-    Rows whose statistics are not finite get ``wmin``. Zero noise gives ``wmin``.
+    The MSE is averaged over all n points: n - 2*half interior points with the centred
+    weights (bias order q, roughness ``rough``) and half points at each end with their
+    shifted-window weights (bias order degree + 1, roughness ``rough_end``), whose larger
+    variance and uncancelled bias keep the window from growing past what the ends bear.
+    Rows whose statistics are not finite get ``wmin``.
     """
     cands = np.arange(wmin, wmax + 1, 2)
     q = bias_order(degree, deriv)
-    var = np.empty(cands.size)
-    bias = np.empty(cands.size)
+    qe = degree + 1
+    coef = np.empty((4, cands.size))  # interior var, interior bias, end var, end bias
     for i, w in enumerate(cands):
+        half = int(w) // 2
         c = centre_weights(int(w), degree, deriv, kernel)
-        j = np.arange(-(w // 2), w // 2 + 1, dtype=np.float64)
-        var[i] = np.sum(c**2)
-        bias[i] = (np.sum(c * j**q) / math.factorial(q)) ** 2
-    mse = (sigma[:, None] ** 2) * var / h ** (2 * deriv) + rough[:, None] * bias * h ** (
-        2 * (q - deriv)
-    )
+        j = np.arange(-half, half + 1, dtype=np.float64)
+        e = end_weights(int(w), degree, deriv, kernel)  # (half, w)
+        je = np.arange(w, dtype=np.float64)[None, :] - np.arange(half)[:, None]
+        inner = n - 2 * half
+        coef[0, i] = inner * np.sum(c**2)
+        coef[1, i] = inner * (np.sum(c * j**q) / math.factorial(q)) ** 2
+        coef[2, i] = 2.0 * np.sum(e**2)
+        coef[3, i] = 2.0 * np.sum((np.sum(e * je**qe, axis=1) / math.factorial(qe)) ** 2)
+    var = sigma[:, None] ** 2 * (coef[0] + coef[2]) / h ** (2 * deriv)
+    bias = rough[:, None] * coef[1] * h ** (2 * (q - deriv))
+    bias_end = rough_end[:, None] * coef[3] * h ** (2 * (qe - deriv))
+    mse = var + bias + bias_end
     ok = np.all(np.isfinite(mse), axis=1)
     mse = np.where(np.isfinite(mse), mse, np.inf)
     pick = cands[np.argmin(mse, axis=1)]
@@ -175,5 +196,7 @@ def choose_window(
     sigma = noise_sigma(y2, x)
     q = bias_order(degree, deriv)
     rough = roughness(y2, x, q, sigma)
+    rough_end = rough if q == degree + 1 else roughness(y2, x, degree + 1, sigma)
     h = float(x[-1] - x[0]) / (n - 1)
-    return plugin_window(sigma, rough, h, degree, deriv, wmin, wmax, kernel), sigma
+    windows = plugin_window(sigma, rough, rough_end, h, n, degree, deriv, wmin, wmax, kernel)
+    return windows, sigma

@@ -69,3 +69,23 @@ def centre_weights(window: int, degree: int, deriv: int, kernel: str = "uniform"
     w = math.factorial(deriv) * op[deriv] / float(half) ** deriv
     w.setflags(write=False)
     return w
+
+
+@lru_cache(maxsize=512)
+def end_weights(window: int, degree: int, deriv: int, kernel: str = "uniform") -> np.ndarray:
+    """Weights (half, window) of the deriv-th derivative at the first half points, unit spacing.
+
+    Point i (0 <= i < half) uses the first full window, samples 0..window-1, fitted around
+    itself (for lowess the tricube is centred on the point and reaches its farthest
+    sample); the last half points mirror these. Read-only array.
+    """
+    half = (window - 1) // 2
+    i = np.arange(half, dtype=np.float64)[:, None]
+    dist = np.arange(window, dtype=np.float64)[None, :] - i
+    span = np.max(np.abs(dist), axis=1, keepdims=True)
+    t = dist / span
+    k = tricube(t / tricube_reach(half)) if kernel == "tricube" else None
+    op = fit_operator(t, degree, k)  # (half, degree + 1, window)
+    w = math.factorial(deriv) * op[:, deriv, :] / span**deriv
+    w.setflags(write=False)
+    return w
