@@ -60,8 +60,8 @@ def plot_landscape(
     """Filled contours of a 2-D landscape with its critical points (marker per kind)
     and descent paths (``descent_path`` output) drawn on top.
 
-    ``log``: contour log10(f - min f + tiny) (default: when f spans over 3 decades above
-    its minimum, as for Rosenbrock).
+    ``log``: contour log10(f - min f + tiny) (default: when the largest rise above the
+    minimum exceeds 8x the median rise, as in Rosenbrock's narrow valley).
     """
     dims = list(dims)
     if len(dims) != 2:
@@ -74,7 +74,7 @@ def plot_landscape(
     top = np.nanmax(shifted)
     if log is None:
         positive = shifted[shifted > 0]
-        log = positive.size > 0 and top / np.nanpercentile(positive, 5) > 1e3
+        log = positive.size > 0 and top / np.nanmedian(positive) > 8
     fig = _figure()
     ax = fig.add_subplot()
     if log:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..apps import steps as _app_steps  # noqa: F401  (registers calculus/app steps)
 from .config import ConfigError, LoadedWorkflow, json_schema, load_workflow, workflow_model
 from .sources import SOURCES, register_source
 from .steps import STEPS, Step, StepContext, StepError, register_step
