@@ -166,3 +166,13 @@ def test_errors_name_the_parameter_and_range(kwargs, message):
     order = kwargs.pop("order", 1)
     with pytest.raises(ValueError, match=message):
         dfl.differentiate_array(np.sin(np.arange(50.0)), method="lowess", order=order, **kwargs)
+
+
+def test_array_api_input_comes_back_in_its_namespace():
+    xs = pytest.importorskip("array_api_strict")
+    x = _grid(60)
+    y = np.sin(2 * x)[None] + 0.05 * np.random.default_rng(0).standard_normal((2, 60))
+    ref = dfl.differentiate_array(y, x, method="lowess")
+    got = dfl.differentiate_array(xs.asarray(y), x, method="lowess")
+    assert isinstance(got, type(xs.asarray(y)))
+    np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-12, atol=1e-12)

@@ -167,14 +167,16 @@ def _apply(
     n = y.shape[-1]
     y2 = xp.reshape(y, (-1, n))
     flat = np.ravel(windows)
-    outs = [xp.empty_like(y2) for _ in orders]
-    for w in np.unique(flat):
-        rows = np.flatnonzero(flat == w)
-        idx = asarray_like(rows, xp, dtype=xp.int64)
-        part = xp.take(y2, idx, axis=0)
-        for out, k in zip(outs, orders, strict=True):
-            out[idx] = apply_stencil(build_stencil(x, int(w), params.polyorder, k), part, xp)
-    outs = [xp.reshape(o, y.shape) for o in outs]
+    groups = [(int(w), np.flatnonzero(flat == w)) for w in np.unique(flat)]
+    parts: list[list[Any]] = [[] for _ in orders]
+    for w, rows in groups:
+        part = xp.take(y2, asarray_like(rows, xp, dtype=xp.int64), axis=0)
+        for res, k in zip(parts, orders, strict=True):
+            res.append(apply_stencil(build_stencil(x, w, params.polyorder, k), part, xp))
+    # the groups' rows in order, then back to the original row order (no fancy setitem,
+    # so CuPy and array-API namespaces take the same path)
+    back = asarray_like(np.argsort(np.concatenate([rows for _, rows in groups])), xp, xp.int64)
+    outs = [xp.reshape(xp.take(xp.concat(res, axis=0), back, axis=0), y.shape) for res in parts]
     return Output(outs[0], outs[1] if smoothed else None)
 
 
