@@ -5,55 +5,34 @@ evaluates the expression, and returns the residual field and its RMS per series.
 equation may also be written with one ``=`` (``"d(u, t) = -k*u"``): the residual is the
 left side minus the right side.
 
-Expressions are evaluated by a small whitelisting evaluator (no ``eval``): numbers, names
-(dataset variables, coordinates, constants), ``+ - * / **``, unary ``-``/``+``, calls of a
-fixed set of numpy functions, and the derivative forms ``d(expr, dim)``,
-``d(expr, dim, order)`` and ``d2(expr, dim)``, whose first argument may be any allowed
-expression (``d(u*v, x)``, ``d(d(u, x), y)``) and whose ``dim`` is a bare dim name.
-Everything else (attributes, subscripts, keywords, lambdas, ...) is refused with the
-column where it appears. Dask-backed data stays lazy.
+Expressions use the project's safe evaluator (:mod:`deltaflow.expr`: numbers, names,
+arithmetic, comparisons, a fixed set of numpy functions; no ``eval``) extended by the
+derivative forms ``d(expr, dim)``, ``d(expr, dim, order)`` and ``d2(expr, dim)``. The first
+argument of a derivative may be any allowed expression (``d(u*v, x)``,
+``d(d(u, x), y)``); ``dim`` is a bare dim name. Each derivative is computed through the
+engine and bound to a fresh name, and the rest is evaluated by :func:`deltaflow.expr.evaluate`.
+Names are the dataset's variables and coordinates and the given constants. Dask-backed
+data stays lazy.
 """
 
 from __future__ import annotations
 
 import ast
-import operator
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from .. import expr as _expr
 from ..engine import differentiate
 
 __all__ = ["ResidualError", "residual"]
 
-_BINOPS: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.Pow: operator.pow,
-}
-_UNARY: dict[type, Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "abs": np.abs,
-    "sqrt": np.sqrt,
-    "exp": np.exp,
-    "log": np.log,
-    "sin": np.sin,
-    "cos": np.cos,
-    "tan": np.tan,
-    "tanh": np.tanh,
-    "sinh": np.sinh,
-    "cosh": np.cosh,
-}
 DERIVATIVES = ("d", "d2")
-CONSTANTS = {"pi": float(np.pi), "e": float(np.e)}
-_MAX_LENGTH = 2000
 
 
-class ResidualError(ValueError):
+class ResidualError(_expr.ExpressionError):
     """An expression that does not parse, uses a refused construct or an unknown name."""
 
 
@@ -84,7 +63,7 @@ def _split_equation(expr: str) -> tuple[str, str | None]:
 
 
 class _Evaluator:
-    """Checks and evaluates one expression against a dataset."""
+    """Checks one side of an equation, computes its derivative terms, evaluates the rest."""
 
     def __init__(
         self,
@@ -95,75 +74,67 @@ class _Evaluator:
         params: Mapping[str, Any],
     ):
         self.ds = ds
-        self.env: dict[str, Any] = {**CONSTANTS}
-        self.env.update({str(k): ds.coords[k] for k in ds.coords})
+        self.env: dict[str, Any] = {str(k): ds.coords[k] for k in ds.coords}
         self.env.update({str(k): ds[k] for k in ds.data_vars})
         self.env.update(dict(constants))
         self.method = method
         self.per_dim = {k: dict(v) for k, v in per_dim.items()}
         self.params = dict(params)
         self.used_dims: list[Hashable] = []
+        self._n = 0
 
-    def parse(self, expr: str) -> ast.AST:
-        if not isinstance(expr, str) or not expr.strip():
+    def parse(self, text: str) -> ast.expr:
+        """Parse and check: every node passes deltaflow.expr's whitelist, except the
+        derivative calls, which are checked here."""
+        if not isinstance(text, str) or not text.strip():
             raise ResidualError("expression must be a non-empty string")
-        if len(expr) > _MAX_LENGTH:
-            raise ResidualError(f"expression is {len(expr)} characters long; at most {_MAX_LENGTH}")
         try:
-            tree = ast.parse(expr.strip(), mode="eval")
+            tree = ast.parse(text.strip(), mode="eval")
         except SyntaxError as err:
             raise ResidualError(
-                f"invalid expression {expr!r}: {err.msg} at column {err.offset}"
+                f"invalid expression {text!r}: {err.msg} at column {err.offset}"
             ) from None
-        self._check(tree.body, expr)
+        for node in ast.walk(tree):
+            if self._is_derivative(node):
+                self._check_derivative(node, text)  # type: ignore[arg-type]
+            else:
+                try:
+                    _expr._check_node(node, text)
+                except _expr.ExpressionError as err:
+                    raise ResidualError(str(err)) from None
+        skip = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+        skip |= {id(n.args[1]) for n in ast.walk(tree) if self._is_derivative(n)}
+        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in skip}
+        missing = sorted(used - set(self.env) - set(_expr.CONSTANTS))
+        if missing:
+            raise ResidualError(
+                f"expression {text!r}: unknown name(s) {', '.join(missing)}; known: "
+                + ", ".join(sorted({*self.env, *_expr.CONSTANTS}))
+            )
         return tree.body
 
-    def _check(self, node: ast.AST, expr: str) -> None:
-        if isinstance(node, ast.Constant):
-            if isinstance(node.value, bool) or not isinstance(node.value, int | float):
-                raise _refuse(expr, node, f"only numeric constants are allowed, got {node.value!r}")
-        elif isinstance(node, ast.Name):
-            if node.id not in self.env:
-                known = ", ".join(sorted(self.env))
-                raise _refuse(expr, node, f"unknown name {node.id!r} (known: {known})")
-        elif isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            self._check(node.left, expr)
-            self._check(node.right, expr)
-        elif isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-            self._check(node.operand, expr)
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            name = node.func.id
-            if node.keywords:
-                raise _refuse(expr, node, f"keyword arguments are not allowed in {name}()")
-            if name in DERIVATIVES:
-                self._check_derivative(node, expr)
-            elif name in FUNCTIONS:
-                for a in node.args:
-                    self._check(a, expr)
-            else:
-                allowed = ", ".join([*DERIVATIVES, *sorted(FUNCTIONS)])
-                raise _refuse(expr, node, f"function {name!r} is not allowed (allowed: {allowed})")
-        else:
-            allowed = ", ".join([*DERIVATIVES, *sorted(FUNCTIONS)])
-            raise _refuse(
-                expr,
-                node,
-                f"{type(node).__name__} is not allowed; only numbers, names, + - * / **, "
-                f"and calls of {allowed}",
-            )
+    @staticmethod
+    def _is_derivative(node: ast.AST) -> bool:
+        return (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in DERIVATIVES
+        )
 
-    def _check_derivative(self, node: ast.Call, expr: str) -> None:
+    def _check_derivative(self, node: ast.Call, text: str) -> None:
         name = node.func.id  # type: ignore[attr-defined]
+        if node.keywords:
+            raise _refuse(text, node, f"keyword arguments are not allowed in {name}()")
         nargs = (2,) if name == "d2" else (2, 3)
         if len(node.args) not in nargs:
             form = "d2(expr, dim)" if name == "d2" else "d(expr, dim) or d(expr, dim, order)"
-            raise _refuse(expr, node, f"{name}() takes {form}, got {len(node.args)} argument(s)")
-        self._check(node.args[0], expr)
+            raise _refuse(text, node, f"{name}() takes {form}, got {len(node.args)} argument(s)")
         dim = node.args[1]
         if not isinstance(dim, ast.Name) or dim.id not in self.ds.dims:
-            got = ast.unparse(dim)
             raise _refuse(
-                expr, dim, f"{name}(): {got!r} is not a dim; dims are {list(self.ds.dims)}"
+                text,
+                dim,
+                f"{name}(): {ast.unparse(dim)!r} is not a dim; dims are {list(self.ds.dims)}",
             )
         if len(node.args) == 3:
             order = node.args[2]
@@ -173,25 +144,35 @@ class _Evaluator:
                 and not isinstance(order.value, bool)
                 and order.value >= 1
             ):
-                raise _refuse(expr, order, f"{name}(): order must be a positive integer literal")
+                raise _refuse(text, order, f"{name}(): order must be a positive integer literal")
 
-    def eval(self, node: ast.AST) -> Any:
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.Name):
-            return self.env[node.id]
-        if isinstance(node, ast.BinOp):
-            return _BINOPS[type(node.op)](self.eval(node.left), self.eval(node.right))
-        if isinstance(node, ast.UnaryOp):
-            return _UNARY[type(node.op)](self.eval(node.operand))
-        assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-        if node.func.id in DERIVATIVES:
-            dim = node.args[1].id  # type: ignore[attr-defined]
-            order = 2 if node.func.id == "d2" else 1
-            if len(node.args) == 3:
-                order = node.args[2].value  # type: ignore[attr-defined]
-            return self.derivative(self.eval(node.args[0]), dim, order)
-        return FUNCTIONS[node.func.id](*(self.eval(a) for a in node.args))
+    def eval(self, node: ast.expr) -> Any:
+        """Replace each derivative call (innermost first) by a name bound to its value,
+        then evaluate with deltaflow.expr."""
+        evaluator = self
+
+        class Bind(ast.NodeTransformer):
+            def visit_Call(self, call: ast.Call) -> ast.AST:
+                self.generic_visit(call)
+                if not evaluator._is_derivative(call):
+                    return call
+                inner = evaluator._evaluate(call.args[0])
+                dim = call.args[1].id  # type: ignore[attr-defined]
+                order = 2 if call.func.id == "d2" else 1  # type: ignore[attr-defined]
+                if len(call.args) == 3:
+                    order = call.args[2].value  # type: ignore[attr-defined]
+                evaluator._n += 1
+                name = f"_deriv{evaluator._n}"
+                evaluator.env[name] = evaluator.derivative(inner, dim, order)
+                return ast.copy_location(ast.Name(id=name, ctx=ast.Load()), call)
+
+        return self._evaluate(Bind().visit(node))
+
+    def _evaluate(self, node: ast.expr) -> Any:
+        try:
+            return _expr.evaluate(ast.unparse(node), self.env)
+        except _expr.ExpressionError as err:
+            raise ResidualError(str(err)) from None
 
     def derivative(self, value: Any, dim: Hashable, order: int) -> Any:
         if not isinstance(value, xr.DataArray) or dim not in value.dims:
