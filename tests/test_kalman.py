@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import deltaflow as dfl
+from deltaflow.kernels.kalman import ML_DERIVATIVE_FACTOR
 
 from truths import TRUTHS, noisy
 
@@ -124,7 +125,9 @@ def test_one_noise_given_the_other_chosen():
         y, x, method="kalman", process_noise=both["process_noise"], return_choices=True
     )
     assert ch_q["process_noise"] == both["process_noise"]
-    assert 0.5 < ch_q["measurement_noise"] / sigma2 < 2.0
+    # r by ML given q, then times the derivative factor
+    f = ML_DERIVATIVE_FACTOR["ca"][1]
+    assert 0.5 < ch_q["measurement_noise"] / (sigma2 * f) < 2.0
 
 
 def test_ml_choice_beats_fixed_extremes_for_derivatives():

@@ -25,16 +25,16 @@ ORACLE_RMSE: dict[str, dict[tuple[int, float], tuple[float, float]]] = {
         (2, 0.0): (1e-3, 5e-3),
     },
     "spline": {
-        (1, 0.0): (1e-9, 1e-4),
-        (2, 0.0): (1e-7, 8e-3),
-        (1, 0.01): (3e-2, 6e-2),
-        (2, 0.01): (0.2, 0.35),
+        (1, 0.0): (1e-9, 2e-4),
+        (2, 0.0): (1e-7, 1e-2),
+        (1, 0.01): (3e-2, 8e-2),
+        (2, 0.01): (0.3, 0.45),
     },
     "kalman": {
         (1, 0.0): (1e-9, 1e-4),
         (2, 0.0): (1e-7, 8e-3),
         (1, 0.01): (3e-2, 6e-2),
-        (2, 0.01): (0.2, 0.35),
+        (2, 0.01): (0.25, 0.4),
     },
     # whole-range order 2: the odd reflection leaves a kink in the second derivative at
     # the ends, so the last few samples carry Gibbs ripple

@@ -36,10 +36,17 @@ from .registry import MethodParams, MethodSpec, Output, register
 GRID_BOTTOM = -2.0
 GRID_STEP = 0.5
 CHOICE_RESOLUTION = 0.01
-# the GCV choice is multiplied by DERIVATIVE_FACTOR[degree][order] (measured, see tests)
+# the GCV choice is multiplied by DERIVATIVE_FACTOR[degree][order]: GCV picks the smoothing
+# that predicts the signal, derivatives need more. Measured on noisy sin / exp / Black–Scholes
+# / cubic (n = 101 ... 3,000, noise 0.1 %, 1 %, 5 % of the range, 6 series each): the truth-
+# tuned optimum sits a median 0.6 decades above GCV for orders 1 and 2 (from -0.4 at n = 101
+# with 5 % noise to +1.4 at low noise and large n), more for order 3. On the mean ratio of the
+# RMSE to each series' own optimum: quintic 1.94 -> 1.67 (order 1), 3.34 -> ~2.3 (order 2),
+# 5.89 -> ~2.0 (order 3); cubic 1.95 -> 1.40 (order 1), 4.03 -> 1.48 (order 2); cubic order 3
+# was not measured. ``kalman``'s adjusted maximum likelihood does better (1.34, 1.50).
 DERIVATIVE_FACTOR: dict[int, dict[int, float]] = {
-    3: {1: 1.0, 2: 1.0, 3: 1.0},
-    5: {1: 1.0, 2: 1.0, 3: 1.0},
+    3: {1: 10**0.6, 2: 10**1.0, 3: 10**1.0},
+    5: {1: 10**0.55, 2: 10**0.7, 3: 10**1.2},
 }
 
 
