@@ -16,10 +16,11 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console()
+console = Console(soft_wrap=True)
 
 
 @app.callback()
@@ -69,7 +70,9 @@ def _fail(err: BaseException, debug: bool) -> NoReturn:
     if debug:
         traceback.print_exception(err, file=sys.stderr)
     label = "invalid input" if invalid else "run failed"
-    Console(stderr=True, highlight=False).print(f"[bold red]error[/] ({label}): {err}")
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[bold red]error[/] ({label}): {escape(str(err))}"
+    )
     raise typer.Exit(2 if invalid else 1)
 
 
@@ -144,7 +147,7 @@ def run_cmd(
         )
 
     summary = _guard(debug, go)
-    console.print(f"[green]done[/] {summary}", highlight=False)
+    console.print(f"[green]done[/] {escape(str(summary))}", highlight=False)
 
 
 @app.command("validate")
@@ -261,7 +264,7 @@ def inspect_cmd(
             )
         else:
             shown = ", ".join(comp["missing"][:5]) + (" ..." if len(comp["missing"]) > 5 else "")
-            Console(stderr=True, highlight=False).print(
+            Console(stderr=True, highlight=False, soft_wrap=True).print(
                 f"[bold white on red] INCOMPLETE [/] {comp['regions_done']}/"
                 f"{comp['regions_total']} regions written (status {comp['status']!r}); "
                 f"missing regions read as NaN: {shown}. Finish with "
