@@ -18,10 +18,18 @@ from .calculus import (
 )
 from .engine import differentiate, smooth
 from .integrate import integrate
+from .io import open_store
 from .kernels import differentiate_array, get_method, registered
 from .scattered import fit_local
 
 __version__ = "0.1.0"
+
+
+def run_workflow(*args: Any, **kwargs: Any) -> Any:
+    """Run a YAML workflow (see :func:`deltaflow.workflow.runner.run_workflow`)."""
+    from .workflow.runner import run_workflow as _run
+
+    return _run(*args, **kwargs)
 
 
 def methods() -> dict[str, dict[str, Any]]:
@@ -50,5 +58,7 @@ __all__ = [
     "get_method",
     "integrate",
     "methods",
+    "open_store",
+    "run_workflow",
     "smooth",
 ]

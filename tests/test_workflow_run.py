@@ -387,3 +387,24 @@ def test_plan_reports_grid_halos_tasks_and_memory(tmp_path):
     # 2 threads x 2 x (two outputs of 3x300 float64 + input widened by the halo 3x304)
     assert plan["memory_per_worker"] == 2 * 2 * (2 * 3 * 300 * 8 + 3 * 304 * 8)
     assert json.dumps(plan)
+
+
+def test_run_on_a_distributed_client_matches_the_threaded_run(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    p = write(tmp_path, SENSORS)
+    run_workflow(p, environ={})
+    ticks = []
+    with distributed.Client(
+        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+    ) as client:
+        s = run_workflow(
+            p,
+            environ={},
+            client=client,
+            overrides=[f"sink.path={tmp_path / 'dist.zarr'}"],
+            progress=lambda done, total, key: ticks.append((done, total)),
+        )
+    assert s.complete and s.regions_written == 8 and ticks[-1] == (8, 8)
+    a = open_store(str(tmp_path / "out.zarr")).load()
+    b = open_store(str(tmp_path / "dist.zarr")).load()
+    np.testing.assert_array_equal(a.dT_dt, b.dT_dt)
