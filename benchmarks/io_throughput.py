@@ -58,7 +58,11 @@ def codec_write(data: np.ndarray, chunks: tuple[int, int], root: Path, repeats: 
         def write(path=path, comp=comp):
             shutil.rmtree(path, ignore_errors=True)
             arr = zarr.create_array(
-                str(path), shape=data.shape, chunks=chunks, dtype="f8", compressors=comp,
+                str(path),
+                shape=data.shape,
+                chunks=chunks,
+                dtype="f8",
+                compressors=comp,
                 zarr_format=3,
             )
             arr[...] = data
@@ -73,8 +77,15 @@ def codec_write(data: np.ndarray, chunks: tuple[int, int], root: Path, repeats: 
     return out
 
 
-def end_to_end(data: np.ndarray, chunks: tuple[int, int], root: Path, codec: str,
-               repeats: int, method: str, params: dict) -> dict:
+def end_to_end(
+    data: np.ndarray,
+    chunks: tuple[int, int],
+    root: Path,
+    codec: str,
+    repeats: int,
+    method: str,
+    params: dict,
+) -> dict:
     src = root / f"src-{codec}.zarr"
     ds = xr.Dataset(
         {"u": (("sensor", "time"), data)},
@@ -97,8 +108,16 @@ def end_to_end(data: np.ndarray, chunks: tuple[int, int], root: Path, codec: str
         "name": "io-bench",
         "source": {"kind": "zarr", "path": str(src)},
         "steps": [
-            {"differentiate": {"var": "u", "dim": "time", "method": method, "order": 1,
-                               "out": "du", **params}}
+            {
+                "differentiate": {
+                    "var": "u",
+                    "dim": "time",
+                    "method": method,
+                    "order": 1,
+                    "out": "du",
+                    **params,
+                }
+            }
         ],
         "sink": {"path": str(sink), "mode": "overwrite", "variables": ["du"], "codec": codec},
     }

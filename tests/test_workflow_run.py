@@ -233,9 +233,10 @@ def test_smooth_step_or_its_validation(tmp_path):
         ):
             run_workflow(write(tmp_path, text), environ={})
         return
-    text = SENSORS.replace(
-        "steps:\n", f"steps:\n  - smooth: {{var: temperature, dim: time, method: {smoothers[0]}}}\n"
-    )
+    method = "savgol" if "savgol" in smoothers else smoothers[0]
+    extra = ", window: 11" if method == "savgol" else ""
+    step = f"  - smooth: {{var: temperature, dim: time, method: {method}{extra}}}\n"
+    text = SENSORS.replace("steps:\n", "steps:\n" + step)
     run_workflow(write(tmp_path, text), environ={})
     ds = open_store(str(tmp_path / "out.zarr")).load()
     assert "temperature_smooth" in ds and ds.temperature_smooth.shape == ds.temperature.shape
