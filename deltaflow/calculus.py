@@ -141,7 +141,14 @@ def _check_variables(ds: xr.Dataset, variables: Any, dims: list) -> list[Hashabl
 def _stack(parts: list[Any], labels: list[Hashable], dim: str) -> Any:
     """Concatenate along a new labelled dim, placed last (so (..., d) and (..., d, d))."""
     out = xr.concat(parts, dim=pd.Index(labels, name=dim), coords="minimal", compat="override")
+    lazy = any(v.chunks is not None for v in _variables(out))
+    if lazy:  # one chunk along the component dim: blocks hold whole vectors / matrices
+        out = out.chunk({dim: -1})
     return out.transpose(..., dim)
+
+
+def _variables(obj: Any) -> list[Any]:
+    return [obj] if isinstance(obj, xr.DataArray) else list(obj.data_vars.values())
 
 
 def _named(out: Any, op: str, source: Any, dims: list, plan: _Plan) -> Any:

@@ -169,7 +169,11 @@ def test_dask_stays_lazy_and_matches_numpy():
         lap = dfl.laplacian(lazy_in, ["x", "y"])
         ds = xr.Dataset({"a": lazy_in, "b": lazy_in * 2})
         div = dfl.divergence(ds, ["a", "b"], ["x", "y"])
+        jds = xr.Dataset({"a": lazy_in, "b": lazy_in + 3 * lazy_in.y})
+        jl = dfl.jacobian_logdet(jds, ["a", "b"], ["x", "y"])
+    assert h.chunksizes["component_i"] == (2,)
     for lazy, eager in [
+        (jl, dfl.jacobian_logdet(xr.Dataset({"a": f, "b": f + 3 * f.y}), ["a", "b"], ["x", "y"])),
         (h, dfl.hessian(f, ["x", "y"], accuracy=4)),
         (lap, dfl.laplacian(f, ["x", "y"])),
         (div, dfl.divergence(xr.Dataset({"a": f, "b": f * 2}), ["a", "b"], ["x", "y"])),
