@@ -6,9 +6,13 @@ import dask
 import numpy as np
 import pytest
 import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import deltaflow as dfl
 from deltaflow.kernels import registered
+
+from strategies import chunking
 
 
 def grid(func, **axes):
@@ -226,3 +230,16 @@ def test_errors_name_the_problem():
         dfl.curl(xr.Dataset({"a": f}), ["a"], ["x"])
     with pytest.raises(TypeError, match="expected an xarray.Dataset"):
         dfl.jacobian(f, ["f"], ["x"])
+
+
+@settings(max_examples=8)  # each example builds and computes a 5-layer dask graph
+@given(data=st.data())
+def test_hessian_under_random_chunkings_equals_unchunked(data):
+    xs = np.linspace(-1, 1, 17)
+    ys = np.cumsum(np.r_[0.0, np.random.default_rng(1).uniform(0.05, 0.2, 14)])
+    f = grid(lambda x, y: np.sin(2 * x) * np.cos(y) + x * y**2, x=xs, y=ys)
+    chunks = {"x": data.draw(chunking(17, 4)), "y": data.draw(chunking(15, 3))}
+    eager = dfl.hessian(f, ["x", "y"], accuracy=4)
+    lazy = dfl.hessian(f.chunk(chunks), ["x", "y"], accuracy=4)
+    assert lazy.chunks[:2] == (chunks["x"], chunks["y"])
+    np.testing.assert_allclose(lazy.values, eager.values, rtol=1e-12, atol=1e-10)
