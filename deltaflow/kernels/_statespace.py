@@ -447,3 +447,45 @@ def innovation_rss(g: Gains, y: np.ndarray) -> np.ndarray:
     out = np.empty((y.shape[0], 1))
     run_rows(_innovation_rss_rows, y, out, g.obs, g.fs, g.ks, g.sinv, g.es, g.minv)
     return out[:, 0]
+
+
+@numba.njit(nogil=True, cache=True)
+def _fit_rss_rows(y, obs, fs, ks, gs, es, minv, z0, out):  # pragma: no cover - compiled
+    """Per row: sum over observed samples of (y - smoothed f)**2, nothing else stored."""
+    rows, n = y.shape
+    d = minv.shape[0]
+    states = np.empty((n, d))
+    innov = np.empty(n)
+    a0 = np.zeros(d)
+    b = np.empty(d)
+    s0 = np.empty(d)
+    for r in range(rows):
+        yr = y[r]
+        _run_row(yr, obs, fs, ks, gs, a0, states, innov)
+        for j in range(d):
+            acc = 0.0
+            for t in range(n):
+                acc += es[t, j] * innov[t]
+            b[j] = acc
+        for i in range(d):
+            acc = 0.0
+            for j in range(d):
+                acc -= minv[i, j] * b[j]
+            s0[i] = acc
+        rss = 0.0
+        for t in range(n):
+            if obs[t]:
+                f = states[t, 0]
+                for j in range(d):
+                    f += z0[t, j] * s0[j]
+                e = yr[t] - f
+                rss += e * e
+        out[r, 0] = rss
+
+
+def fit_rss(g: Gains, y: np.ndarray) -> np.ndarray:
+    """Per row of y: the residual sum of squares of the smoothed fit over observed samples."""
+    out = np.empty((y.shape[0], 1))
+    z0 = np.ascontiguousarray(g.z[:, 0, :])
+    run_rows(_fit_rss_rows, y, out, g.obs, g.fs, g.ks, g.gs, g.es, g.minv, z0)
+    return out[:, 0]

@@ -34,7 +34,7 @@ from .registry import MethodParams, MethodSpec, Output, register
 # about n/2 samples to under one sample; step in decades
 GRID_TOP = 4.0
 GRID_STEP = 0.5
-CHOICE_RESOLUTION = 0.01
+CHOICE_RESOLUTION = 0.05  # decades; coarse enough that a batch needs few sets of gains
 _DIM = {"cv": 2, "ca": 3}
 # The ML noise ratio (process / measurement) fits the signal; its derivatives need a smaller
 # ratio (more smoothing). The chosen ratio is divided by ML_DERIVATIVE_FACTOR[model][order]:
