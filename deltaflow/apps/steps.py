@@ -6,7 +6,9 @@ jacobian_logdet, residual) stay lazy; critical_points, descent_path and sensitiv
 compute their (small) results while the step runs, since their sizes depend on the data.
 Outputs are numeric only (critical point kinds are integer codes with CF ``flag_values``
 and ``flag_meanings``), so the Zarr sink writes them region by region like any variable.
-Steps with a ``figure`` setting draw their figure (PNG) when they run.
+Steps with a ``figure`` setting draw their figure (PNG) when they run; the step runs when
+the graph is built, so ``deltaflow validate`` and ``plan`` draw it too (steps get no
+dry-run flag yet).
 """
 
 from __future__ import annotations
@@ -393,6 +395,10 @@ class SensitivityStep(Step):
         if grid:
             _method_params(self.method, dict(self.model_extra or {}), smoothing=False)
         return self
+
+    def halo(self) -> dict[str, int | None]:
+        # the global measures reduce over every sample: each dim is needed whole
+        return {d: None for d in self.dims or []}
 
     def run(self, ds: Any, ctx: StepContext) -> Any:
         from .sensitivity import sensitivity
