@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -261,45 +262,131 @@ def test_entrypoint_dispatch(tmp_path: Path, argv: list[str], expect: list[str])
     assert out.stdout.splitlines() == expect
 
 
-def test_append_window_asks_for_the_previous_aligned_window(tmp_path: Path) -> None:
-    env = _stub_path(tmp_path, ["deltaflow"])
-    now = 1767265200 + 1234  # 2026-01-01T11:00:00Z + 20 min 34 s
-    run = subprocess.run(
-        ["sh", str(DEPLOY / "append-window.sh"), "wf.yaml", "--cluster", "local"],
-        env={**env, "DELTAFLOW_NOW": str(now)},
+def _append_window(env: dict[str, str], *args: str, **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["sh", str(DEPLOY / "append-window.sh"), *args],
+        env={**env, **extra},
         capture_output=True,
         text=True,
-        check=True,
-        timeout=10,
+        timeout=60,
     )
+
+
+def test_append_window_fills_in_the_previous_aligned_window(tmp_path: Path) -> None:
+    env = _stub_path(tmp_path, ["deltaflow"])
+    now = str(1767265200 + 1234)  # 2026-01-01T11:00:00Z + 20 min 34 s
+    run = _append_window(
+        env,
+        "wf.yaml",
+        "--set",
+        "source.time_offset={start_s}",
+        "--set",
+        "source.path=/in/{date} {start}..{end}.nc",
+        "--cluster",
+        "local",
+        DELTAFLOW_NOW=now,
+    )
+    assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == [
         "deltaflow",
         "run",
         "wf.yaml",
         "--set",
-        "source.time_range=[2026-01-01T10:00:00,2026-01-01T11:00:00]",
+        "source.time_offset=1767261600",
+        "--set",
+        "source.path=/in/2026-01-01 2026-01-01T10:00:00..2026-01-01T11:00:00.nc",
         "--cluster",
         "local",
     ]
-    # with 30 min of lag the last complete window is one hour earlier; daily windows align
-    lagged = subprocess.run(
-        ["sh", str(DEPLOY / "append-window.sh"), "wf.yaml"],
-        env={**env, "DELTAFLOW_NOW": str(now), "DELTAFLOW_LAG": "1800"},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=10,
+    # 30 min of lag: the last complete hour is one earlier; daily windows align to midnight
+    lagged = _append_window(
+        env, "wf.yaml", "--set", "a={start}", DELTAFLOW_NOW=now, DELTAFLOW_LAG="1800"
     )
-    assert "source.time_range=[2026-01-01T09:00:00,2026-01-01T10:00:00]" in lagged.stdout
-    daily = subprocess.run(
-        ["sh", str(DEPLOY / "append-window.sh"), "wf.yaml"],
-        env={**env, "DELTAFLOW_NOW": str(now), "DELTAFLOW_WINDOW": "86400"},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=10,
+    assert "a=2026-01-01T09:00:00" in lagged.stdout
+    daily = _append_window(
+        env, "wf.yaml", "--set", "a={start},{window_s}", DELTAFLOW_NOW=now, DELTAFLOW_WINDOW="86400"
     )
-    assert "source.time_range=[2025-12-31T00:00:00,2026-01-01T00:00:00]" in daily.stdout
+    assert "a=2025-12-31T00:00:00,86400" in daily.stdout
+    # a run that does not name the window would append nothing new: refused
+    bare = _append_window(env, "wf.yaml", "--cluster", "local", DELTAFLOW_NOW=now)
+    assert bare.returncode == 2 and "no option names the window" in bare.stderr
+    assert bare.stdout == ""
+
+
+def test_scheduled_appends_end_to_end(tmp_path: Path) -> None:
+    """append-window.sh -> `deltaflow run --set` appends a window; the same window again is
+    refused (ConfigError, exit 2 on the command line; store unchanged); the seam equals one
+    run over both windows."""
+    import numpy as np
+
+    from deltaflow.io import open_store
+    from deltaflow.workflow import ConfigError
+    from deltaflow.workflow.runner import run_workflow
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    shim = bindir / "deltaflow"  # the console script, for this interpreter and checkout
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m deltaflow.cli "$@"\n')
+    shim.chmod(0o755)
+    env = {
+        **os.environ,
+        "PATH": f"{bindir}:/usr/bin:/bin",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "DELTAFLOW_WINDOW": "64",
+    }
+    window = 64
+    t0 = 1767265200 // 64 * 64  # a window boundary; the sensors source at 1 Hz
+    cfg = {
+        "name": "scheduled",
+        "source": {
+            "kind": "sensors",
+            "n_series": 4,
+            "n_samples": window,
+            "time_offset": t0,
+            "dt": 1.0,
+            "chunks": {"sensor": 4, "time": 32},
+        },
+        "steps": [
+            {
+                "differentiate": {
+                    "var": "temperature",
+                    "dim": "time",
+                    "method": "finite_difference",
+                    "order": 1,
+                    "accuracy": 4,
+                    "out": "dT_dt",
+                }
+            }
+        ],
+        "sink": {
+            "path": str(tmp_path / "out.zarr"),
+            "mode": "append",
+            "append_dim": "time",
+            "chunks": {"time": 32},
+        },
+    }
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    first = run_workflow(wf, overrides=["sink.mode=create"], environ={})  # the first window
+    assert first.complete
+    args = ("--set", "source.time_offset={start_s}", "--set", "source.n_samples={window_s}")
+    now = str(t0 + 2 * window + 5)  # the window [t0 + 64, t0 + 128) has just closed
+    second = _append_window(env, str(wf), *args, DELTAFLOW_NOW=now)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "wrote" in second.stdout
+    stored = open_store(str(tmp_path / "out.zarr")).load()
+    assert stored.sizes["time"] == 2 * window
+    # a retry of that window (what the script would run again) is refused, store untouched
+    retry = [f"source.time_offset={t0 + window}", f"source.n_samples={window}"]
+    with pytest.raises(ConfigError, match=r"re-running the same window\) are refused"):
+        run_workflow(wf, overrides=retry, environ={})
+    assert open_store(str(tmp_path / "out.zarr")).load().identical(stored)
+    full = {**cfg, "source": {**cfg["source"], "n_samples": 2 * window}}
+    full["sink"] = {**cfg["sink"], "path": str(tmp_path / "full.zarr"), "mode": "create"}
+    run_workflow(full, environ={})
+    recomputed = open_store(str(tmp_path / "full.zarr")).load()
+    np.testing.assert_array_equal(stored["dT_dt"].values, recomputed["dT_dt"].values)
+    np.testing.assert_array_equal(stored["time"].values, recomputed["time"].values)
 
 
 @pytest.mark.parametrize("script", ["slurm/run.sbatch", "pbs/run.pbs", "append-window.sh"])
@@ -330,7 +417,12 @@ def test_systemd_service_and_timer_pair() -> None:
     timer = _unit(DEPLOY / "systemd/deltaflow@.timer")
     assert service["Service"]["Type"] == "oneshot"
     assert service["Service"]["User"] not in ("root", "0")
-    assert service["Service"]["ExecStart"].split()[0] == "/usr/local/bin/deltaflow-append-window"
+    exec_start = service["Service"]["ExecStart"].split()
+    assert exec_start == [
+        "/usr/local/bin/deltaflow-append-window",
+        "/etc/deltaflow/%i.yaml",
+        "$DELTAFLOW_RUN_ARGS",
+    ]
     assert timer["Timer"]["Unit"] == "deltaflow@%i.service"
     assert timer["Timer"]["Persistent"] == "true"
     assert timer["Install"]["WantedBy"] == "timers.target"
@@ -344,14 +436,13 @@ def _invocations() -> list[tuple[str, list[str]]]:
     found: list[tuple[str, list[str]]] = []
     window = (DEPLOY / "append-window.sh").read_text()
     (line,) = [ln for ln in window.splitlines() if ln.startswith("exec deltaflow ")]
-    window_args = shlex.split(line)[2:]
-    window_args = [a for a in window_args if a != "$@"]
+    window_args = [a for a in shlex.split(line)[2:] if a != "$@"]
     for doc in _workloads():
         for pod in _pod_specs(doc)[:1]:
             for c in pod["containers"]:
                 cmd = c.get("command")
                 if cmd == ["deltaflow-append-window"]:
-                    found.append((doc["kind"], [*window_args[:2], *window_args[2:], *c["args"]]))
+                    found.append((doc["kind"], [*window_args, *c["args"][1:]]))
                 elif cmd is None and c["args"][0] not in ("dask", "sh", "python"):
                     found.append((doc["kind"], list(c["args"])))
     for script in ("slurm/run.sbatch", "pbs/run.pbs"):
@@ -364,8 +455,9 @@ def _invocations() -> list[tuple[str, list[str]]]:
                     m = re.fullmatch(r"\$\{(\w+)\[@\]\}", a)
                     argv += arrays[m[1]] if m else [a]
                 found.append((script, argv))
-    exec_start = _unit(DEPLOY / "systemd/deltaflow@.service")["Service"]["ExecStart"].split()
-    found.append(("systemd", [*window_args, *exec_start[2:]]))
+    service = (DEPLOY / "systemd/deltaflow@.service").read_text()
+    (run_args,) = re.findall(r'^Environment="DELTAFLOW_RUN_ARGS=(.*)"$', service, re.M)
+    found.append(("systemd", [*window_args, *run_args.split()]))
     return found
 
 
@@ -375,8 +467,6 @@ def test_deploy_files_name_only_existing_cli_flags() -> None:
     from deltaflow.cli import app
 
     root = typer.main.get_command(app)
-    if "run" not in root.commands:  # pragma: no cover - until the workflow runner lands
-        pytest.skip("deltaflow.cli has no `run` command yet")
     invocations = _invocations()
     assert len(invocations) >= 5
     for where, argv in invocations:
