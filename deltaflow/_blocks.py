@@ -62,6 +62,37 @@ def merge_chunks(chunks: Sequence[int], minimum: int) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _extended(starts: np.ndarray, k: int, halo: tuple[int, int]) -> tuple[int, int]:
+    nb = starts.shape[0] - 1
+    lo = int(starts[k]) - (halo[0] if k > 0 else 0)
+    hi = int(starts[k + 1]) + (halo[1] if k < nb - 1 else 0)
+    return max(lo, 0), min(hi, int(starts[-1]))
+
+
+def merge_for_segments(
+    chunks: Sequence[int], halo: tuple[int, int], ok: Callable[[int, int], bool] | None
+) -> tuple[int, ...]:
+    """Merge chunks until every block's extended segment [lo, hi) satisfies ``ok``.
+
+    The engine uses it when x is irregular as a whole: a kernel must never see a segment
+    of it that looks uniform (kernels pick different stencils for uniform spacing, and
+    chunked must equal unchunked). Merging stops at one chunk, which is always fine.
+    """
+    chunks = list(chunks)
+    if ok is None:
+        return tuple(chunks)
+    while len(chunks) > 1:
+        starts = np.concatenate([[0], np.cumsum(chunks)])
+        bad = [k for k in range(len(chunks)) if not ok(*_extended(starts, k, halo))]
+        if not bad:
+            break
+        k = bad[0]
+        j = k + 1 if k + 1 < len(chunks) else k - 1
+        a, b = min(j, k), max(j, k)
+        chunks[a : b + 1] = [chunks[a] + chunks[b]]
+    return tuple(chunks)
+
+
 def raise_on_nan(y: Any, offsets: Sequence[int], axis_order: Sequence[int], where: str) -> None:
     """ValueError naming ``where`` and the first NaN positions (global indices) in block y.
 
@@ -99,6 +130,7 @@ def _kernel_task(
     hl: int,
     hr: int,
     patch: int,
+    use_patch: bool,
     n_axis_out: int,
     nan_where: str | None,
     offsets: tuple[int, ...],
@@ -122,7 +154,7 @@ def _kernel_task(
     ex = list(extras)
     if nl == 0 and nr == 0:
         outs = _segment_call(func, yc, xext, ex)
-    elif c < _PATCH_FACTOR * patch:
+    elif not use_patch:
         parts = [p for p in (yl, yc, yr) if p is not None]
         seg = np.concatenate(parts, axis=-1)
         outs = _segment_call(func, seg, xext, ex)
@@ -156,6 +188,7 @@ def blockwise_with_halo(
     outputs: Sequence[tuple[Any, bool]],
     extras: Sequence[Any] = (),
     nan_where: str | None = None,
+    segment_ok: Callable[[int, int], bool] | None = None,
     name: str = "deltaflow",
     token: Any = None,
 ) -> list[Any]:
@@ -172,6 +205,10 @@ def blockwise_with_halo(
         and keep y's shape; the others drop ``axis`` (only when ``axis`` is one chunk).
     extras : dask arrays without ``axis`` whose chunks equal y's on the other axes.
     nan_where : when set, each block raises ValueError on NaN, naming this.
+    segment_ok : when set, ``segment_ok(lo, hi)`` says whether the segment function may
+        be run on samples [lo, hi); blocks then patch their edges only when the block and
+        both patch segments pass, and concatenate their halos otherwise (the extended
+        block must pass: see :func:`merge_for_segments`).
     token : a deterministic stand-in for ``func`` in the graph names (e.g. method, order,
         parameters), so that equal calls give equal names.
 
@@ -197,16 +234,38 @@ def blockwise_with_halo(
     n = int(starts[-1])
     patch = max(hl + hr, need)
     fkey = func if token is None else token
-    tok = tokenize(y.name, x, hl, hr, need, fkey, [e.name for e in extras], nan_where, outputs)
+    tok = tokenize(
+        y.name,
+        x,
+        hl,
+        hr,
+        need,
+        fkey,
+        [e.name for e in extras],
+        nan_where,
+        outputs,
+        segment_ok is None,
+    )
     ovl = f"{name}-overlap-{tok}"
     knl = f"{name}-{tok}"
     layer_ovl: dict = {}
     layer_knl: dict = {}
     block_offsets = [np.concatenate([[0], np.cumsum(c)]).astype(np.int64) for c in chunks]
+    ok = segment_ok if segment_ok is not None else (lambda lo, hi: True)
+    modes = []
     for k in range(nb):
-        lo = max(int(starts[k]) - (hl if k > 0 else 0), 0)
-        hi = min(int(starts[k + 1]) + (hr if k < nb - 1 else 0), n)
+        lo, hi = _extended(starts, k, (hl, hr))
         layer_ovl[(ovl, 2, k)] = np.ascontiguousarray(x[lo:hi])
+        s, e = int(starts[k]), int(starts[k + 1])
+        modes.append(
+            nb > 1
+            and e - s >= _PATCH_FACTOR * patch
+            and ok(s, e)
+            and (k == 0 or ok(s - hl, s + patch))
+            and (k == nb - 1 or ok(e - patch, e + hr))
+        )
+        if nb > 1 and not modes[-1] and not ok(lo, hi):
+            raise ValueError(f"block {k} [{lo}, {hi}) fails segment_ok; merge chunks first")
     for idx in np.ndindex(*y.numblocks):
         k = idx[axis]
         left = right = None
@@ -229,6 +288,7 @@ def blockwise_with_halo(
             hl,
             hr,
             patch,
+            modes[k],
             n_axis_out,
             nan_where,
             offsets,

@@ -33,7 +33,7 @@ import numpy as np
 import xarray as xr
 
 from ._attrs import choices_summary, derivative_attrs, json_params
-from ._blocks import blockwise_with_halo, format_bytes, merge_chunks
+from ._blocks import blockwise_with_halo, format_bytes, merge_chunks, merge_for_segments
 from ._coords import Axis, numeric_axis
 from .kernels import MethodParams, MethodSpec, get_method, run_kernel, uniform_step
 from .kernels.api import check_length, check_nans
@@ -272,6 +272,18 @@ def apply_dask(
                 h,
             )
             y = y.rechunk({ax: merged})
+        ok = _segment_check(x)
+        before = merged
+        merged = merge_for_segments(merged, halo, ok)
+        if merged != before:
+            LOGGER.info(
+                "%s: merging %d chunks along the dim into %d so that no block sees a "
+                "uniformly spaced piece of an irregular coordinate",
+                where,
+                len(before),
+                len(merged),
+            )
+            y = y.rechunk({ax: merged})
         if len(merged) > 1 and keys:
             extras = _choice_pass(plan, y, ax, x, keys_dt, where, nan_where)
     emit = bool(keys) and not extras and plan.choices
@@ -291,6 +303,7 @@ def apply_dask(
         outputs=outputs,
         extras=extras,
         nan_where=nan_where,
+        segment_ok=_segment_check(x) if plan.halo is not None else None,
         name=f"deltaflow-{spec.name}",
         token=(plan.token, keys, emit),
     )
@@ -302,6 +315,27 @@ def apply_dask(
         arrays = outs[len(outputs) - len(keys) :] if emit else extras
         chosen = {k: _restore(a, other) for k, a in zip(keys, arrays, strict=True)}
     return d, s, chosen
+
+
+@functools.lru_cache(maxsize=8)
+def _irregular_checker(x_bytes: bytes) -> Any:
+    x = np.frombuffer(x_bytes, dtype=np.float64)
+
+    def ok(lo: int, hi: int) -> bool:
+        return uniform_step(np.sort(x[max(lo, 0) : hi])) is None
+
+    return ok
+
+
+def _segment_check(x: np.ndarray) -> Any:
+    """None when x is uniform; else a predicate: does x[lo:hi] stay irregular?
+
+    Kernels choose their stencils from the spacing they see; a uniformly spaced piece of
+    an irregular coordinate would get a different stencil than in the whole series.
+    """
+    if x.shape[0] < 2 or uniform_step(np.sort(x)) is not None:
+        return None
+    return _irregular_checker(np.ascontiguousarray(x, dtype=np.float64).tobytes())
 
 
 def _restore(a: Any, chunks: tuple) -> Any:

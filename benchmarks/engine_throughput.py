@@ -1,0 +1,148 @@
+"""Engine throughput: deltaflow on a chunked Dask array vs the same kernel on one numpy array.
+
+A (65536, 1024) float64 array (512 MiB), differentiated along its last dim ("time"),
+chunked 8-64 MiB along both dims. For each method the reference is
+``deltaflow.differentiate_array`` on the whole numpy array in one call (the kernel, its
+checks, and its own row threads); a ratio is reference time / deltaflow-on-dask time
+(>= 1: as fast as the single call). Threaded scheduler, best of ``--repeat``.
+
+Two ways to finish the Dask graph are timed, because they differ by a full copy:
+``sink`` stores every block into a no-op target (pure throughput, as when streaming to
+Zarr); ``compute`` assembles the result in memory (one extra copy of the output).
+For comparison: dask's own ``map_overlap`` + ``np.gradient`` and ``xarray``'s
+``differentiate`` on the same chunks.
+
+    python benchmarks/engine_throughput.py [--rows 65536] [--cols 1024] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import time
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+import deltaflow as dfl
+from deltaflow.kernels import get_method, registered, run_kernel
+
+MiB = 2**20
+# fixed parameters (no automatic per-series choice) so the kernels, not a search, are timed
+PARAMS = {"savgol": {"window": 21, "polyorder": 3}, "lowess": {"window": 21}}
+
+
+class NullSink:
+    """A store target that drops what it is given (``da.store`` calls __setitem__)."""
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype, self.ndim = shape, dtype, len(shape)
+
+    def __setitem__(self, key, value):
+        pass
+
+
+def best(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def blocked(y, rows, cols):
+    """A dask array whose blocks are separate contiguous arrays (as read from a store)."""
+    blocks = [
+        [
+            da.from_array(np.ascontiguousarray(y[i : i + rows, j : j + cols]), chunks=-1)
+            for j in range(0, y.shape[1], cols)
+        ]
+        for i in range(0, y.shape[0], rows)
+    ]
+    return da.block(blocks)
+
+
+def chunk_plans(nrows, ncols):
+    """(rows, cols) per block for ~8, 16, 32 and 64 MiB float64 blocks."""
+    plans = []
+    for mib, cols in ((8, 128), (16, 256), (32, 256), (64, 512)):
+        cols = min(cols, ncols)
+        rows = min(nrows, mib * MiB // (8 * cols))
+        plans.append((mib, rows, cols))
+    return plans
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=65536)
+    ap.add_argument("--cols", type=int, default=1024)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--methods", default="finite_difference,savgol")
+    args = ap.parse_args()
+
+    rng = np.random.default_rng(0)
+    x = np.linspace(0.0, 10.0, args.cols)
+    y = np.sin(x)[None, :] * rng.uniform(0.5, 2.0, (args.rows, 1))
+    y += 0.01 * rng.standard_normal(y.shape)
+    h = x[1] - x[0]
+    print(
+        f"array {y.shape} float64 ({y.nbytes / MiB:.0f} MiB), cores {os.cpu_count()}, "
+        f"dask {dask.__version__}, xarray {xr.__version__}, threaded scheduler, best of "
+        f"{args.repeat}"
+    )
+    methods = [m for m in args.methods.split(",") if m in registered()]
+    with dask.config.set(scheduler="threads"):
+        for method in methods:
+            spec = get_method(method)
+            kw = PARAMS.get(method, {})
+            p = spec.make_params(kw)
+            t_ref = best(lambda: dfl.differentiate_array(y, x, method=method, **kw), args.repeat)
+            t_kernel = best(lambda: run_kernel(spec, y, x, 1, p), args.repeat)
+            print(
+                f"\n{method} {kw}: numpy one call {t_ref:.3f} s "
+                f"({y.nbytes / MiB / t_ref:.0f} MiB/s); kernel alone {t_kernel:.3f} s"
+            )
+            print(f"  {'chunks':>22} {'sink s':>8} {'ratio':>6} {'compute s':>10} {'ratio':>6}")
+            for mib, rows, cols in chunk_plans(*y.shape):
+                arr = xr.DataArray(
+                    blocked(y, rows, cols), dims=("series", "time"), coords={"time": x}
+                )
+                d = dfl.differentiate(arr, "time", method, **kw).data
+                sink = NullSink(d.shape, d.dtype)
+                t_sink = best(lambda d=d, s=sink: da.store(d, s, lock=False), args.repeat)
+                t_comp = best(lambda d=d: d.compute(), args.repeat)
+                label = f"{mib} MiB ({rows}x{cols})"
+                print(
+                    f"  {label:>22} {t_sink:8.3f} {t_ref / t_sink:6.2f} "
+                    f"{t_comp:10.3f} {t_ref / t_comp:6.2f}"
+                )
+                del arr, d
+        # peers, first-order centred differences, on the same chunkings
+        t_np = best(lambda: np.gradient(y, h, axis=1, edge_order=2), args.repeat)
+        print(f"\npeers vs np.gradient on the whole array ({t_np:.3f} s):")
+        print(f"  {'chunks':>22} {'map_overlap':>12} {'ratio':>6} {'xarray':>8} {'ratio':>6}")
+        for mib, rows, cols in chunk_plans(*y.shape):
+            arr = blocked(y, rows, cols)
+            mo = da.map_overlap(
+                lambda b: np.gradient(b, h, axis=1, edge_order=2),
+                arr,
+                depth={0: 0, 1: 1},
+                boundary="none",
+                dtype=y.dtype,
+            )
+            sink = NullSink(mo.shape, mo.dtype)
+            t_mo = best(lambda mo=mo, s=sink: da.store(mo, s, lock=False), args.repeat)
+            xa = xr.DataArray(arr, dims=("series", "time"), coords={"time": x})
+            xd = xa.differentiate("time").data
+            t_xr = best(lambda xd=xd, s=sink: da.store(xd, s, lock=False), args.repeat)
+            label = f"{mib} MiB ({rows}x{cols})"
+            print(f"  {label:>22} {t_mo:12.3f} {t_np / t_mo:6.2f} {t_xr:8.3f} {t_np / t_xr:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
