@@ -101,8 +101,10 @@ def main() -> None:
             spec = get_method(method)
             kw = PARAMS.get(method, {})
             p = spec.make_params(kw)
-            t_ref = best(lambda: dfl.differentiate_array(y, x, method=method, **kw), args.repeat)
-            t_kernel = best(lambda: run_kernel(spec, y, x, 1, p), args.repeat)
+            t_ref = best(
+                lambda m=method, kw=kw: dfl.differentiate_array(y, x, method=m, **kw), args.repeat
+            )
+            t_kernel = best(lambda s=spec, p=p: run_kernel(s, y, x, 1, p), args.repeat)
             print(
                 f"\n{method} {kw}: numpy one call {t_ref:.3f} s "
                 f"({y.nbytes / MiB / t_ref:.0f} MiB/s); kernel alone {t_kernel:.3f} s"

@@ -231,7 +231,6 @@ def blockwise_with_halo(
     if any(not has for _, has in outputs[:n_axis_out]) or (n_axis_out < len(outputs) and nb > 1):
         raise ValueError("outputs without the axis come last and need one chunk along it")
     starts = np.concatenate([[0], np.cumsum(ax_chunks)]).astype(np.int64)
-    n = int(starts[-1])
     patch = max(hl + hr, need)
     fkey = func if token is None else token
     tok = tokenize(
