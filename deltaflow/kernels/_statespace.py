@@ -295,9 +295,12 @@ def gains(u: np.ndarray, obs: np.ndarray, d: int, rho: float) -> Gains:
     z = np.empty((n, d, d))
     states = np.empty((n, d))
     innov = np.empty(n)
+    span = max(float(u[-1] - u[0]), 1.0)
     for j in range(d):
+        # initial states scaled so that their effects (~ (t/span)^j) are all of order one
+        # and M stays well conditioned on long series
         a0 = np.zeros(d)
-        a0[j] = 1.0
+        a0[j] = span ** (-j)
         _run_row(zeros, obs, fs, ks, gs, a0, states, innov)
         z[:, :, j] = states
         e[:, j] = innov
