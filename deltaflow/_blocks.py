@@ -114,6 +114,10 @@ def raise_on_nan(y: Any, offsets: Sequence[int], axis_order: Sequence[int], wher
     )
 
 
+def _same(a: Any) -> Any:
+    return a
+
+
 def _writable(a: Any) -> Any:
     flags = getattr(a, "flags", None)
     return a if flags is None or flags.writeable else a.copy()
@@ -318,7 +322,12 @@ def blockwise_with_halo(
         layer = {}
         for idx in np.ndindex(*y.numblocks):
             okey = (oname, *idx) if has_axis else (oname, *idx[:axis], *idx[axis + 1 :])
-            layer[okey] = (operator.getitem, (knl, *idx), i)
+            # a single output comes back bare from _kernel_task (not in a tuple), so
+            # indexing it would take its first row
+            if len(outputs) == 1:
+                layer[okey] = (_same, (knl, *idx))
+            else:
+                layer[okey] = (operator.getitem, (knl, *idx), i)
         g = HighLevelGraph({**hlg.layers, oname: layer}, {**hlg.dependencies, oname: {knl}})
         ndim = y.ndim if has_axis else y.ndim - 1
         meta = meta_from_array(y._meta, ndim=ndim, dtype=dtype)
