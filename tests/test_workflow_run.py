@@ -409,3 +409,53 @@ def test_run_on_a_distributed_client_matches_the_threaded_run(tmp_path):
     a = open_store(str(tmp_path / "out.zarr")).load()
     b = open_store(str(tmp_path / "dist.zarr")).load()
     np.testing.assert_array_equal(a.dT_dt, b.dT_dt)
+
+
+def test_an_interrupted_append_resumes_to_the_full_result(tmp_path, monkeypatch):
+    import deltaflow.workflow.runner as runner_mod
+
+    run_workflow(_append_file(tmp_path, 1000, 0, "create", "full.zarr", "full.yaml"), environ={})
+    run_workflow(_append_file(tmp_path, 500, 0, "create", "app.zarr", "a1.yaml"), environ={})
+    a2 = _append_file(tmp_path, 500, 500, "append", "app.zarr", "a2.yaml")
+    real = runner_mod.record_region
+    calls = []
+
+    def failing(*args):
+        calls.append(args[3])
+        if len(calls) == 3:
+            raise OSError("disk went away")
+        return real(*args)
+
+    monkeypatch.setattr(runner_mod, "record_region", failing)
+    with pytest.raises(runner_mod.RunError, match="disk went away; finish it with --resume"):
+        run_workflow(a2, environ={})
+    monkeypatch.setattr(runner_mod, "record_region", real)
+    with pytest.raises(IncompleteStoreError):
+        open_store(str(tmp_path / "app.zarr"))
+    with pytest.raises(ConfigError, match="is incomplete"):
+        run_workflow(_append_file(tmp_path, 100, 1000, "append", "app.zarr", "a3.yaml"), environ={})
+    s = run_workflow(a2, environ={}, resume=True)
+    assert s.complete and 0 < s.regions_written < s.regions_total
+    full = open_store(str(tmp_path / "full.zarr")).load()
+    app = open_store(str(tmp_path / "app.zarr")).load()
+    np.testing.assert_array_equal(app.time, full.time)
+    np.testing.assert_array_equal(app.temperature, full.temperature)
+    scale = float(np.abs(full.d3).max())
+    np.testing.assert_allclose(app.d3, full.d3, rtol=0, atol=1e-9 * scale)
+
+
+def test_fsspec_url_sink_and_source(tmp_path):
+    url = f"memory://deltaflow-test/{tmp_path.name}/x.zarr"
+    s = run_workflow(write(tmp_path, SENSORS.replace("STORE", url)), environ={})
+    assert s.complete and s.path == url
+    ds = open_store(url).load()
+    assert ds.dT_dt.shape == (6, 1200) and ds.attrs["deltaflow_status"] == "complete"
+    text = f"""\
+    name: from-url
+    source: {{kind: zarr, path: "{url}", variables: [dT_dt]}}
+    steps:
+      - expression: {{out: twice, expr: "2 * dT_dt"}}
+    sink: {{path: STORE, variables: [twice]}}
+    """
+    run_workflow(write(tmp_path, text, "b.yaml"), environ={})
+    np.testing.assert_array_equal(open_store(str(tmp_path / "out.zarr")).twice, 2 * ds.dT_dt)
