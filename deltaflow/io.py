@@ -334,7 +334,12 @@ class Store:
                 self.fs.rm(p, recursive=True)
 
     def tail_path(self, name: str) -> str:
+        """Group path (inside the store) of an append tail."""
         return f"{STATE_DIR}/{name}"
+
+    def path_of(self, rel: str) -> str:
+        """Filesystem path of ``rel`` inside the store."""
+        return self._p(rel)
 
     def size_on_disk(self) -> int:
         try:

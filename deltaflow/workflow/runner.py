@@ -147,8 +147,6 @@ def apply_steps(loaded: LoadedWorkflow, ds: Any) -> Any:
 
 def build(loaded: LoadedWorkflow, *, mode: str | None = None) -> Built:
     """Open the source, build the steps and lay out the store; reads no chunk data."""
-    import xarray as xr
-
     cfg = loaded.config
     sink = cfg.sink
     mode = mode or sink.mode
@@ -268,7 +266,6 @@ def build(loaded: LoadedWorkflow, *, mode: str | None = None) -> Built:
         if tuple(out[v].chunks) != expect:
             raise RunError(f"internal: chunks of {v!r} {out[v].chunks} != store grid {expect}")
     info = [{**s.describe(), "halo": h} for s, h in zip(cfg.step_list(), halos, strict=True)]
-    _ = xr  # xarray is imported for its side effects on dask-backed objects
     return Built(
         loaded, store, mode, source, out, list(names), chunks, grid, halos, state, append, info
     )
@@ -880,7 +877,7 @@ def _run_locked(
     consolidate(store)
     if tail and old_tail and old_tail != tail:
         try:
-            store.fs.rm(store._p("_deltaflow", old_tail), recursive=True)
+            store.fs.rm(store.path_of(store.tail_path(old_tail)), recursive=True)
         except FileNotFoundError:
             pass
     return RunSummary(
