@@ -30,7 +30,7 @@ import warnings
 
 import numpy as np
 
-from ._localpoly import centre_weights, derivative_rows, end_weights, fit_operator
+from ._localpoly import centre_weights, derivative_rows, end_weights
 
 NOISE_DIFF_ORDER = 6
 MAX_BLOCKS = 8
@@ -46,6 +46,8 @@ def bias_order(degree: int, deriv: int) -> int:
 
 
 def _nanmedian(a: np.ndarray, axis: int = -1) -> np.ndarray:
+    if not np.isnan(a).any():
+        return np.median(a, axis=axis)  # vectorised; nanmedian goes row by row
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmedian(a, axis=axis)
@@ -76,6 +78,13 @@ def noise_sigma(y2: np.ndarray, x: np.ndarray, m: int = NOISE_DIFF_ORDER) -> np.
     return 1.482602218505602 * mad
 
 
+def _split_bounds(n: int, k: int) -> list[tuple[int, int]]:
+    """k contiguous, nearly equal blocks of range(n) as (start, stop) pairs."""
+    size, extra = divmod(n, k)
+    ends = np.cumsum([size + 1] * extra + [size] * (k - extra))
+    return list(zip([0, *ends[:-1].tolist()], ends.tolist(), strict=True))
+
+
 def roughness(
     y2: np.ndarray, x: np.ndarray, q: int, sigma: np.ndarray, max_blocks: int = MAX_BLOCKS
 ) -> np.ndarray:
@@ -98,20 +107,23 @@ def roughness(
     raw = np.zeros((nb_max, rows))
     noise = np.zeros(nb_max)
     for b in range(nb_max):
-        for idx in np.array_split(np.arange(n), b + 1):
-            xb = x[idx]
+        for lo, hi in _split_bounds(n, b + 1):
+            xb = x[lo:hi]
             mid = 0.5 * (xb[0] + xb[-1])
             half = 0.5 * (xb[-1] - xb[0])
             t = (xb - mid) / half
-            op = fit_operator(t, deg)  # (ncoef, L)
-            yb = y2[:, idx]
-            coef = yb @ op.T  # (rows, ncoef)
-            design = t[:, None] ** np.arange(ncoef)
-            rss[b] += np.sum((yb - coef @ design.T) ** 2, axis=1)
+            # orthonormal basis of the block's polynomials: z = Q^T y gives the fit, the
+            # residual and (through R) the coefficients, in one product per block
+            qm, rm = np.linalg.qr(t[:, None] ** np.arange(ncoef))
+            yb = y2[:, lo:hi]
+            z = yb @ qm  # (rows, ncoef)
+            proj = np.einsum("ij,ij->i", z, z)
+            rss[b] += np.maximum(np.einsum("ij,ij->i", yb, yb) - proj, 0.0)
             dq = derivative_rows(t, deg, q) / half**q  # (L, ncoef)
-            raw[b] += np.sum((coef @ dq.T) ** 2, axis=1)
-            # ||dq @ op||_F^2 through the small (ncoef, ncoef) Gram matrices, not (L, L)
-            noise[b] += np.sum((dq.T @ dq) * (op @ op.T))
+            m = dq @ np.linalg.inv(rm)  # the q-th derivative of the fit is m @ z
+            gram = m.T @ m
+            raw[b] += np.einsum("ij,ij->i", z @ gram, z)
+            noise[b] += np.trace(gram)  # ||m Q^T||_F^2: the fit's noise in R, per sigma^2
     dof_max = n - nb_max * ncoef
     s2_ref = rss[-1] / dof_max if dof_max > 0 else np.zeros(rows)
     s2_ref = np.maximum(s2_ref, sigma**2)
