@@ -18,6 +18,7 @@ Coordinates are in units of the mean spacing (``scaled``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numba
@@ -56,22 +57,62 @@ def group_rows(values: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
     return np.split(order, np.flatnonzero(np.diff(inverse[order])) + 1)
 
 
-def refine_extremum(lg: np.ndarray, score: np.ndarray, resolution: float) -> np.ndarray:
-    """Per column of score (grid, rows): log10 of the maximiser, parabola-refined, rounded.
+def grid_search(
+    lg: np.ndarray,
+    rows: int,
+    evaluate: Callable[[float, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    resolution: float,
+    fine: int = 4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the log10 value on grid ``lg`` that maximises a score, coarse to fine.
 
-    Rounding to ``resolution`` decades makes a series' choice the same alone or in any
-    batch (the refined value is otherwise reproducible only to rounding).
+    ``evaluate(log10_value, rows_idx)`` returns (score, aux) for those rows; one call serves
+    every row that needs the value (one set of gains for all of them). All rows are scored
+    on the coarse grid; around each row's best, the values between it and its neighbours
+    at 1/``fine`` of the step are scored for the rows that need them; a parabola through the
+    best fine point and its neighbours refines it. The result is rounded to ``resolution``
+    decades so that a series gets the same value alone or in any batch. Returns the chosen
+    log10 values (rows,) and ``aux`` at the evaluated point nearest to each.
     """
-    idx = np.argmax(score, axis=0)
-    cols = np.arange(score.shape[1])
-    inner = np.clip(idx, 1, lg.shape[0] - 2)
-    s0, s1, s2 = score[inner - 1, cols], score[inner, cols], score[inner + 1, cols]
-    curv = s0 - 2.0 * s1 + s2
+    g = lg.shape[0]
+    every = np.arange(rows)
+    coarse = np.empty((g, rows))
+    coarse_aux = np.empty((g, rows))
+    for i, v in enumerate(lg):
+        coarse[i], coarse_aux[i] = evaluate(float(v), every)
+    best = np.argmax(coarse, axis=0)
+    width = 2 * fine + 1
+    local = np.full((width, rows), -np.inf)
+    local_aux = np.full((width, rows), np.nan)
+    for k in (-1, 0, 1):
+        src = best + k
+        ok = (src >= 0) & (src < g)
+        local[fine * (k + 1), ok] = coarse[src[ok], every[ok]]
+        local_aux[fine * (k + 1), ok] = coarse_aux[src[ok], every[ok]]
+    step = lg[1] - lg[0] if g > 1 else 1.0
+    centre = best * fine  # row's best in fine-index units
+    need = [(centre + k, k) for k in range(-(fine - 1), fine) if k != 0]
+    targets = np.unique(np.concatenate([c for c, _ in need]))
+    for f_idx in targets:
+        value = lg[0] + f_idx * step / fine
+        if value < lg[0] or value > lg[-1]:
+            continue
+        sel = np.flatnonzero((np.abs(f_idx - centre) < fine) & (f_idx != centre))
+        score, aux = evaluate(float(value), sel)
+        slot = f_idx - centre[sel] + fine
+        local[slot, sel] = score
+        local_aux[slot, sel] = aux
+    idx = np.argmax(local, axis=0)
+    inner = np.clip(idx, 1, width - 2)
+    s0, s1, s2 = local[inner - 1, every], local[inner, every], local[inner + 1, every]
     with np.errstate(divide="ignore", invalid="ignore"):
-        shift = np.where(curv < 0, 0.5 * (s0 - s2) / curv, 0.0)
+        curv = s0 - 2.0 * s1 + s2
+        shift = np.where(np.isfinite(curv) & (curv < 0), 0.5 * (s0 - s2) / curv, 0.0)
     shift = np.clip(np.nan_to_num(shift), -1.0, 1.0)
-    at = np.where(idx == inner, lg[inner] + shift * (lg[1] - lg[0]), lg[idx])
-    return np.round(at / resolution) * resolution
+    at = np.where(idx == inner, inner + shift, idx)
+    chosen = lg[best] + (at - fine) * step / fine
+    chosen = np.clip(chosen, lg[0], lg[-1])
+    return np.round(chosen / resolution) * resolution, local_aux[idx, every]
 
 
 # ----------------------------------------------------------------------------- gains

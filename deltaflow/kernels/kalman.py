@@ -33,7 +33,7 @@ from .registry import MethodParams, MethodSpec, Output, register
 # log10 of the noise-ratio grid (process/measurement, sample units): from a bandwidth of
 # about n/2 samples to under one sample; step in decades
 GRID_TOP = 4.0
-GRID_STEP = 0.5
+GRID_STEP = 1.0  # coarse step; refined to a quarter of it around each series' best
 CHOICE_RESOLUTION = 0.05  # decades; coarse enough that a batch needs few sets of gains
 _DIM = {"cv": 2, "ca": 3}
 # The ML noise ratio (process / measurement) fits the signal; its derivatives need a smaller
@@ -119,29 +119,27 @@ def _choose(y: Any, x: np.ndarray, order: int, params: KalmanParams, xp: Any) ->
         obs = ~nan[r_idx[0]]
         ys = np.where(obs, y2[r_idx], 0.0)
         n_eff = int(obs.sum())
-        ll = np.empty((lg.shape[0], r_idx.size))
-        rss_all = np.empty((lg.shape[0], r_idx.size))
-        for g, lrho in enumerate(lg):
+        dof = n_eff - d
+
+        def loglik(lrho: float, sel: np.ndarray, obs=obs, ys=ys, dof=dof) -> tuple:
             rho = 10.0**lrho
             gn = ss.gains(u, obs, d, rho)
-            rss = np.maximum(ss.innovation_rss(gn, ys), 1e-300)
-            rss_all[g] = rss
+            rss = ss.innovation_rss(gn, ys if sel.size == ys.shape[0] else ys[sel])
+            rss = np.maximum(rss, 1e-300)
             const = gn.log_det_innovations()
-            dof = n_eff - d
             if q_given is None and r_given is None:
-                ll[g] = -0.5 * (dof * np.log(rss / dof) + const)
-            else:
-                r = r_given if r_given is not None else q_given * unit / rho
-                ll[g] = -0.5 * (dof * np.log(r) + rss / r + const)
-        best = ss.refine_extremum(lg, ll, CHOICE_RESOLUTION)
-        nearest = np.clip(np.round((best - lg[0]) / GRID_STEP).astype(int), 0, lg.size - 1)
+                return -0.5 * (dof * np.log(rss / dof) + const), rss
+            r = r_given if r_given is not None else q_given * unit / rho
+            return -0.5 * (dof * np.log(r) + rss / r + const), rss
+
+        best, rss_best = ss.grid_search(lg, r_idx.size, loglik, CHOICE_RESOLUTION)
         rho = 10.0**best / factor
         if r_given is not None:
             r = np.full(r_idx.size, float(r_given))
         elif q_given is not None:
             r = q_given * unit / rho
         else:
-            r = rss_all[nearest, np.arange(r_idx.size)] / (n_eff - d)
+            r = rss_best / dof
         q = q_given if q_given is not None else rho * r / unit
         q_out[r_idx] = q
         r_out[r_idx] = r
