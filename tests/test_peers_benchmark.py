@@ -72,9 +72,16 @@ def test_unknown_peer_package_is_named(peers):
 
 
 def test_quick_run_writes_report(peers, tmp_path):
-    payload = peers.run(True, tmp_path, log=lambda s: None, packages=("numpy", "scipy"))
+    payload = peers.run(
+        True,
+        tmp_path,
+        auto="finite_difference",
+        log=lambda s: None,
+        packages=("numpy", "scipy"),
+        methods=("finite_difference",),
+    )
     md = (tmp_path / "peers.md").read_text()
-    assert "## Targets" in md and "auto" in md
+    assert "## Targets" in md and "`finite_difference` within 1.25x" in md
     for fig in ("peers_ratio.png", "peers_noise.png", "peers_throughput.png"):
         assert (tmp_path / fig).stat().st_size > 1000
     data = json.loads((tmp_path / "peers.json").read_text())
@@ -104,3 +111,8 @@ def test_quick_run_writes_report(peers, tmp_path):
     # scipy's savgol ignores irregular spacing and the notes say so
     assert "ignored (mean step)" in md
     assert payload["targets"]["accuracy_cases"] > 0
+
+
+def test_unknown_deltaflow_method_is_named(peers, tmp_path):
+    with pytest.raises(ValueError, match="unknown deltaflow method 'nope'"):
+        peers.run(True, tmp_path, log=lambda s: None, packages=(), methods=("nope",))
