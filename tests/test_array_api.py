@@ -26,10 +26,6 @@ CPU_ONLY = sorted(m for m, s in registered().items() if not s.gpu)
 # (method, case) -> why it fails today; case is "auto" (automatic per-series choices) or
 # "refuse" (clear error for non-NumPy input).
 KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("savgol", "auto"): (
-        "per-series automatic windows are written back with integer-array __setitem__ "
-        "(savgol.py _apply: out[idx] = ...), which the array API does not have"
-    ),
     ("auto", "refuse"): "fails inside the kernel: AttributeError 'Array' has no 'reshape'",
     ("kalman", "refuse"): "fails inside the kernel: TypeError cannot interpret the dtype",
     ("lowess", "refuse"): "copies to the host and back silently (to_numpy / asarray_like)",
