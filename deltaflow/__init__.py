@@ -6,6 +6,9 @@ from typing import Any
 
 from . import accessor as _accessor  # noqa: F401  (registers the .delta accessor)
 from .apps import check_gradient, critical_points, descent_path, residual, sensitivity
+from .apps.discovery import discover
+from .apps.finance import greeks, risk_neutral_density
+from .apps.stochastic import log_return_rate
 from .calculus import (
     curl,
     directional_derivative,
@@ -43,15 +46,19 @@ __all__ = [
     "critical_points",
     "curl",
     "descent_path",
+    "discover",
     "directional_derivative",
     "divergence",
     "fit_local",
     "gradient",
+    "greeks",
     "hessian",
     "jacobian",
     "jacobian_logdet",
     "laplacian",
+    "log_return_rate",
     "residual",
+    "risk_neutral_density",
     "sensitivity",
     "differentiate",
     "differentiate_array",
