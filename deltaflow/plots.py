@@ -15,6 +15,8 @@ import numpy as np
 import xarray as xr
 
 __all__ = [
+    "plot_discovery",
+    "plot_greeks",
     "plot_gradient_check",
     "plot_landscape",
     "plot_residual",
@@ -199,4 +201,70 @@ def plot_gradient_check(check: Any, *, output: str | Path | None = None) -> Any:
     ax.set_ylabel("relative error")
     ax.set_title(f"gradient check: max relative error {check.max_relative_error:.2g}")
     ax.legend()
+    return save(fig, output)
+
+
+def plot_greeks(
+    greeks: xr.Dataset,
+    names: Sequence[str] | None = None,
+    *,
+    output: str | Path | None = None,
+) -> Any:
+    """Greeks surfaces: one panel per Greek over its first two dims (others at index 0)."""
+    names = [n for n in (names or list(greeks.data_vars)) if n in greeks]
+    if not names:
+        raise ValueError(f"no Greeks to plot; have {list(greeks.data_vars)}")
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig = _figure((4.2 * cols, 3.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        da = greeks[name]
+        keep = [d for d in da.dims if da.sizes[d] > 1][:2]
+        da = da.isel({d: 0 for d in da.dims if d not in keep}).squeeze(drop=True).load()
+        if da.ndim == 2:
+            y, x = da.dims
+            mesh = ax.pcolormesh(
+                da[x].values if x in da.coords else np.arange(da.sizes[x]),
+                da[y].values if y in da.coords else np.arange(da.sizes[y]),
+                da.values,
+                shading="auto",
+                cmap="viridis",
+            )
+            fig.colorbar(mesh, ax=ax)
+            ax.set_xlabel(str(x))
+            ax.set_ylabel(str(y))
+        else:
+            (x,) = da.dims
+            ax.plot(da[x].values if x in da.coords else np.arange(da.sizes[x]), da.values)
+            ax.set_xlabel(str(x))
+        ax.set_title(da.attrs.get("long_name", name), fontsize=9)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.set_visible(False)
+    return save(fig, output)
+
+
+def plot_discovery(
+    result: xr.Dataset,
+    observed: xr.Dataset,
+    dim: Hashable,
+    *,
+    output: str | Path | None = None,
+) -> Any:
+    """Observed trajectories of one system against the discovered model's simulation."""
+    from .apps.discovery import equations, simulate
+
+    variables = list(result.attrs["deltaflow_variables"])
+    obs = np.stack([np.asarray(observed[v].values) for v in variables], axis=-1)
+    t = np.asarray(observed[dim].values, dtype=np.float64)
+    sim = simulate(result, obs[0], t)
+    fig = _figure((7.5, 2.0 + 1.6 * len(variables)))
+    axes = fig.subplots(len(variables), 1, sharex=True, squeeze=False)[:, 0]
+    for i, (ax, v) in enumerate(zip(axes, variables, strict=True)):
+        ax.plot(t, obs[:, i], ".", ms=2, color="0.5", label="observed")
+        ax.plot(t[: sim.shape[0]], sim[:, i], color="tab:red", lw=1.2, label="discovered model")
+        ax.set_ylabel(v)
+    axes[0].legend(loc="upper right", fontsize=8)
+    axes[-1].set_xlabel(str(dim))
+    fig.suptitle("\n".join(equations(result)), fontsize=8)
     return save(fig, output)

@@ -66,7 +66,14 @@ def test_all_greeks_from_a_clean_surface_match_closed_forms():
     da, g, scale = _surface(underlyings=2)
     out = dfl.greeks(da, spot="spot", vol="vol", rate="rate", time="time", accuracy=4)
     assert set(out.data_vars) == {
-        "delta", "gamma", "vega", "volga", "rho", "theta", "vanna", "charm"
+        "delta",
+        "gamma",
+        "vega",
+        "volga",
+        "rho",
+        "theta",
+        "vanna",
+        "charm",
     }
     for name in out.data_vars:
         for u in range(2):

@@ -51,5 +51,7 @@ def test_lazy_on_dask_and_errors():
         dfl.log_return_rate(s, "x")
     bad = _gbm(paths=2, n=50)
     bad[1, 7] = -1.0
-    with pytest.raises(ValueError, match="positive and finite; first offending position along 't': 7"):
+    with pytest.raises(
+        ValueError, match="positive and finite; first offending position along 't': 7"
+    ):
         dfl.log_return_rate(bad, "t")

@@ -171,9 +171,11 @@ def discover(
         raise TypeError(f"ds must be an xarray.Dataset, got {type(ds).__name__}")
     if dim not in ds.dims:
         raise ValueError(f"dim {dim!r} not found; dims are {list(map(str, ds.dims))}")
-    names = list(variables) if variables is not None else [
-        str(k) for k, v in ds.data_vars.items() if dim in v.dims and v.dtype.kind in "fiu"
-    ]
+    names = (
+        list(variables)
+        if variables is not None
+        else [str(k) for k, v in ds.data_vars.items() if dim in v.dims and v.dtype.kind in "fiu"]
+    )
     if not names:
         raise ValueError(f"no numeric variable with dim {dim!r} to discover equations for")
     for v in names:
@@ -265,6 +267,7 @@ def simulate(result: xr.Dataset, initial: Sequence[float], times: np.ndarray) ->
     def rhs(_t: float, s: np.ndarray) -> np.ndarray:
         return lib.evaluate(s[None, None, :])[0, 0] @ coef.T
 
-    sol = solve_ivp(rhs, (times[0], times[-1]), np.asarray(initial, float), t_eval=times,
-                    rtol=1e-9, atol=1e-9)
+    sol = solve_ivp(
+        rhs, (times[0], times[-1]), np.asarray(initial, float), t_eval=times, rtol=1e-9, atol=1e-9
+    )
     return sol.y.T

@@ -119,7 +119,9 @@ def greeks(
 def _as_array(value: Any, prices: xr.DataArray, what: str) -> Any:
     """A number, a coordinate/variable name of prices, or a DataArray."""
     if value is None:
-        raise ValueError(f"risk_neutral_density needs {what}= (a number, a coordinate name or a DataArray)")
+        raise ValueError(
+            f"risk_neutral_density needs {what}= (a number, a coordinate name or a DataArray)"
+        )
     if isinstance(value, str):
         if value not in prices.coords:
             raise ValueError(f"{what}={value!r} is not a coordinate of the prices")

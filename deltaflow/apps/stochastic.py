@@ -66,9 +66,7 @@ def log_return_rate(
                 f"prices must be positive and finite; first offending position along {dim!r}: "
                 f"{int(bad[0])}"
             )
-    axis = numeric_axis(
-        prices, dim, datetime_unit, where=f"variable {prices.name!r}, dim {dim!r}"
-    )
+    axis = numeric_axis(prices, dim, datetime_unit, where=f"variable {prices.name!r}, dim {dim!r}")
     step = np.diff(axis.values)
     if step[0] < 0:
         raise ValueError(f"dim {dim!r}: time must increase along the path")

@@ -504,3 +504,93 @@ class FunctionSource(SourceBase):
         ds = xr.Dataset({self.var: f.assign_attrs(long_name=f"{self.function} function")})
         ds.attrs["title"] = f"{self.function} on a grid"
         return _chunk(ds, self.chunks)
+
+
+def _lorenz(
+    _t: float, s: np.ndarray, sigma: float = 10.0, rho: float = 28.0, beta: float = 8.0 / 3.0
+) -> list[float]:
+    x, y, z = s
+    return [sigma * (y - x), x * (rho - z) - y, x * y - beta * z]
+
+
+@register_source
+class TrajectoriesSource(SourceBase):
+    """Noisy trajectories of known dynamical systems, one per ``system`` (dims system, time).
+
+    ``decay``: du/dt = -rate * u from random initial values (variable u); ``lorenz``:
+    the Lorenz system (sigma 10, rho 28, beta 8/3) from random starts (x, y, z).
+    Noise is Gaussian with standard deviation ``noise`` times each variable's spread.
+    """
+
+    kind: Literal["trajectories"] = "trajectories"
+    system: Literal["decay", "lorenz"] = "lorenz"
+    n_systems: int = Field(4, ge=1, le=100_000, description="independent systems")
+    n_samples: int = Field(4000, ge=10, description="samples per trajectory")
+    dt: float = Field(0.002, gt=0, description="sample spacing (time units)")
+    rate: float = Field(1.0, gt=0, description="decay rate (decay system)")
+    noise: float = Field(0.002, ge=0, description="relative noise level")
+    seed: int = Field(0, ge=0)
+    chunks: Chunks | None = Field(None, description="dask chunks per dim (default: one chunk)")
+
+    def open(self) -> Any:
+        import xarray as xr
+        from scipy.integrate import solve_ivp
+
+        rng = np.random.default_rng(self.seed)
+        t = np.arange(self.n_samples) * self.dt
+        if self.system == "decay":
+            u0 = rng.uniform(0.5, 2.0, (self.n_systems, 1))
+            states = {"u": u0 * np.exp(-self.rate * t)}
+        else:
+            starts = rng.uniform([-10, -10, 15], [10, 10, 35], (self.n_systems, 3))
+            paths = np.stack(
+                [
+                    solve_ivp(_lorenz, (t[0], t[-1]), s0, t_eval=t, rtol=1e-10, atol=1e-10).y
+                    for s0 in starts
+                ]
+            )
+            states = {k: paths[:, i] for i, k in enumerate("xyz")}
+        data = {}
+        for k, v in states.items():
+            spread = v.std(axis=1, keepdims=True)
+            data[k] = (("system", "time"), v + self.noise * spread * rng.standard_normal(v.shape))
+        ds = xr.Dataset(data, coords={"time": t, "system": np.arange(self.n_systems)})
+        ds.attrs["title"] = f"{self.system} trajectories"
+        return _chunk(ds, self.chunks)
+
+
+@register_source
+class GBMSource(SourceBase):
+    """Geometric Brownian motion price paths (dims path, time; time in years)."""
+
+    kind: Literal["gbm"] = "gbm"
+    n_paths: int = Field(100, ge=1, description="number of paths")
+    n_samples: int = Field(2521, ge=3, description="samples per path")
+    years: float = Field(10.0, gt=0, description="length of each path in years")
+    drift: float = Field(0.08, description="drift mu of S (per year)")
+    volatility: float = Field(0.3, gt=0, description="volatility sigma (per sqrt(year))")
+    s0: float = Field(100.0, gt=0, description="initial price")
+    seed: int = Field(0, ge=0)
+    var: str = Field("price", description="name of the data variable")
+    chunks: Chunks | None = Field(None, description="dask chunks per dim (default: one chunk)")
+
+    def open(self) -> Any:
+        import xarray as xr
+
+        rng = np.random.default_rng(self.seed)
+        t = np.linspace(0.0, self.years, self.n_samples)
+        dt = t[1] - t[0]
+        mu, sig = self.drift, self.volatility
+        steps = (mu - sig**2 / 2) * dt + sig * np.sqrt(dt) * rng.standard_normal(
+            (self.n_paths, self.n_samples - 1)
+        )
+        logs = np.concatenate([np.zeros((self.n_paths, 1)), np.cumsum(steps, axis=1)], axis=1)
+        da = xr.DataArray(
+            self.s0 * np.exp(logs), dims=("path", "time"), coords={"time": t}
+        ).assign_attrs(units="currency")
+        da["time"].attrs["units"] = "year"
+        ds = xr.Dataset(
+            {self.var: da},
+            attrs={"title": "geometric Brownian motion paths", "drift": mu, "volatility": sig},
+        )
+        return _chunk(ds, self.chunks)
