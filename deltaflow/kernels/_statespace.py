@@ -382,19 +382,25 @@ def _smooth_rows(y, obs, u, fs, ks, gs, es, minv, z, order, scale, out, fitted):
             for j in range(d):
                 acc -= minv[i, j] * b[j]
             s0[i] = acc
-        for t in range(n):
-            for i in range(d):
-                acc = states[t, i]
-                for j in range(d):
-                    acc += z[t, i, j] * s0[j]
-                states[t, i] = acc
         if want_fit:
             for t in range(n):
-                fitted[r, t] = states[t, 0]
-        if order < d:
+                acc = states[t, 0]
+                for j in range(d):
+                    acc += z[t, 0, j] * s0[j]
+                fitted[r, t] = acc
+        if order < d:  # only the wanted component gets the initial-state correction
             for t in range(n):
-                out[r, t] = states[t, order] * scale
+                acc = states[t, order]
+                for j in range(d):
+                    acc += z[t, order, j] * s0[j]
+                out[r, t] = acc * scale
         else:
+            for t in range(n):
+                for i in range(d):
+                    acc = states[t, i]
+                    for j in range(d):
+                        acc += z[t, i, j] * s0[j]
+                    states[t, i] = acc
             # from the longer adjacent interval: its polynomial is the better conditioned
             for t in range(n):
                 left = t > 0 and (t == n - 1 or u[t] - u[t - 1] > u[t + 1] - u[t])
