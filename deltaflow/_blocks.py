@@ -120,7 +120,7 @@ def _same(a: Any) -> Any:
 
 def _writable(a: Any) -> Any:
     flags = getattr(a, "flags", None)
-    return a if flags is None or flags.writeable else a.copy()
+    return a if getattr(flags, "writeable", True) else a.copy()
 
 
 def _segment_call(func, y, x, extras):

@@ -103,6 +103,7 @@ class Plan:
             )
         self.smoothed = bool(smoothed)
         self.choices = bool(choices)
+        self.probe_cache: dict[int, list] = {}
         self.halo = self.spec.footprint(self.order, self.params)
         self.need = int(self.spec.min_samples(self.order, self.params))
         self.max_block_bytes = _config_bytes(
@@ -142,6 +143,13 @@ def choice_keys(plan: Plan, x: np.ndarray) -> list[tuple[str, np.dtype]]:
     """
     if plan.spec.choose is None:
         return []
+    key = hash(np.ascontiguousarray(x).tobytes())
+    if key not in plan.probe_cache:
+        plan.probe_cache[key] = _probe(plan, x)
+    return plan.probe_cache[key]
+
+
+def _probe(plan: Plan, x: np.ndarray) -> list[tuple[str, np.dtype]]:
     xs = np.sort(x)
     span = xs[-1] - xs[0] if xs.shape[0] > 1 else 1.0
     rng = np.random.default_rng(0)
@@ -237,8 +245,6 @@ def apply_dask(
     """Lazy derivative, smoothed (or None) and choices for a Dask array."""
     spec, order, p = plan.spec, plan.order, plan.params
     original = y.chunks
-    keys_dt = choice_keys(plan, x) if (plan.choices or plan.halo is not None) else []
-    keys = tuple(k for k, _ in keys_dt)
     nan_where = where if p.nan_policy == "raise" else None
     extras: list[Any] = []
     if plan.halo is None:
@@ -258,34 +264,12 @@ def apply_dask(
     else:
         h = int(plan.halo)
         halo = (h, h)
-        minimum = max(h, plan.need - h, 1)
-        merged = merge_chunks(y.chunks[ax], minimum)
-        if merged != y.chunks[ax]:
-            LOGGER.info(
-                "%s: merging %d chunks along the dim into %d (method %r needs chunks of at "
-                "least %d samples for its halo of %d)",
-                where,
-                len(y.chunks[ax]),
-                len(merged),
-                spec.name,
-                minimum,
-                h,
-            )
-            y = y.rechunk({ax: merged})
-        ok = _segment_check(x)
-        before = merged
-        merged = merge_for_segments(merged, halo, ok)
-        if merged != before:
-            LOGGER.info(
-                "%s: merging %d chunks along the dim into %d so that no block sees a "
-                "uniformly spaced piece of an irregular coordinate",
-                where,
-                len(before),
-                len(merged),
-            )
-            y = y.rechunk({ax: merged})
-        if len(merged) > 1 and keys:
-            extras = _choice_pass(plan, y, ax, x, keys_dt, where, nan_where)
+        y = _merge_small_chunks(plan, y, ax, x, halo, where)
+    per_series = spec.choose is not None and (plan.choices or len(y.chunks[ax]) > 1)
+    keys_dt = choice_keys(plan, x) if per_series else []
+    keys = tuple(k for k, _ in keys_dt)
+    if plan.halo is not None and len(y.chunks[ax]) > 1 and keys:
+        extras = _choice_pass(plan, y, ax, x, keys_dt, where, nan_where)
     emit = bool(keys) and not extras and plan.choices
     outputs: list[tuple[Any, bool]] = [(y.dtype, True)]
     if plan.smoothed:
@@ -336,6 +320,36 @@ def _segment_check(x: np.ndarray) -> Any:
     if x.shape[0] < 2 or uniform_step(np.sort(x)) is not None:
         return None
     return _irregular_checker(np.ascontiguousarray(x, dtype=np.float64).tobytes())
+
+
+def _merge_small_chunks(
+    plan: Plan, y: Any, ax: int, x: np.ndarray, halo: tuple[int, int], where: str
+) -> Any:
+    """Rechunk ``ax`` (once) so every chunk covers the halo and the method's minimum
+    length, and no block sees a uniform piece of an irregular x; logged when it acts."""
+    h = max(halo)
+    minimum = max(h, plan.need - h, 1)
+    chunks = y.chunks[ax]
+    merged = merge_chunks(chunks, minimum)
+    reasons = []
+    if merged != chunks:
+        reasons.append(
+            f"method {plan.spec.name!r} needs chunks of at least {minimum} samples for its "
+            f"halo of {h}"
+        )
+    final = merge_for_segments(merged, halo, _segment_check(x))
+    if final != merged:
+        reasons.append("no block may see a uniformly spaced piece of an irregular coordinate")
+    if final == chunks:
+        return y
+    LOGGER.info(
+        "%s: merging %d chunks along the dim into %d (%s)",
+        where,
+        len(chunks),
+        len(final),
+        "; ".join(reasons),
+    )
+    return y.rechunk({ax: final})
 
 
 def _restore(a: Any, chunks: tuple) -> Any:
