@@ -55,6 +55,19 @@ def best(fn, repeat):
     return min(times)
 
 
+def best_interleaved(fns, repeat):
+    """Best time of each function, the runs interleaved (ABCABC...) so that a change in
+    machine load hits all of them alike."""
+    times = [[] for _ in fns]
+    for _ in range(repeat):
+        for t, fn in zip(times, fns, strict=True):
+            gc.collect()
+            t0 = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - t0)
+    return [min(t) for t in times]
+
+
 def blocked(y, rows, cols):
     """A dask array whose blocks are separate contiguous arrays (as read from a store)."""
     blocks = [
@@ -101,33 +114,42 @@ def main() -> None:
             spec = get_method(method)
             kw = PARAMS.get(method, {})
             p = spec.make_params(kw)
-            t_ref = best(
-                lambda m=method, kw=kw: dfl.differentiate_array(y, x, method=m, **kw), args.repeat
-            )
-            t_kernel = best(lambda s=spec, p=p: run_kernel(s, y, x, 1, p), args.repeat)
+            small = xr.DataArray(y[:64], dims=("series", "time"), coords={"time": x})
+            dfl.differentiate(small.chunk({"time": 128}), "time", method, **kw).compute()
+            dfl.differentiate_array(y[:64], x, method=method, **kw)  # compile / warm up
+            print(f"\n{method} {kw}: reference = differentiate_array on the numpy array")
             print(
-                f"\n{method} {kw}: numpy one call {t_ref:.3f} s "
-                f"({y.nbytes / MiB / t_ref:.0f} MiB/s); kernel alone {t_kernel:.3f} s"
+                f"  {'chunks':>22} {'numpy s':>8} {'kernel s':>8} {'sink s':>8} {'ratio':>6} "
+                f"{'compute s':>9} {'ratio':>6}"
             )
-            print(f"  {'chunks':>22} {'sink s':>8} {'ratio':>6} {'compute s':>10} {'ratio':>6}")
             for mib, rows, cols in chunk_plans(*y.shape):
                 arr = xr.DataArray(
                     blocked(y, rows, cols), dims=("series", "time"), coords={"time": x}
                 )
                 d = dfl.differentiate(arr, "time", method, **kw).data
                 sink = NullSink(d.shape, d.dtype)
-                t_sink = best(lambda d=d, s=sink: da.store(d, s, lock=False), args.repeat)
-                t_comp = best(lambda d=d: d.compute(), args.repeat)
+                t_ref, t_kernel, t_sink, t_comp = best_interleaved(
+                    [
+                        lambda m=method, kw=kw: dfl.differentiate_array(y, x, method=m, **kw),
+                        lambda s=spec, p=p: run_kernel(s, y, x, 1, p),
+                        lambda d=d, s=sink: da.store(d, s, lock=False),
+                        lambda d=d: d.compute(),
+                    ],
+                    args.repeat,
+                )
                 label = f"{mib} MiB ({rows}x{cols})"
                 print(
-                    f"  {label:>22} {t_sink:8.3f} {t_ref / t_sink:6.2f} "
-                    f"{t_comp:10.3f} {t_ref / t_comp:6.2f}"
+                    f"  {label:>22} {t_ref:8.3f} {t_kernel:8.3f} {t_sink:8.3f} "
+                    f"{t_ref / t_sink:6.2f} {t_comp:9.3f} {t_ref / t_comp:6.2f}",
+                    flush=True,
                 )
                 del arr, d
         # peers, first-order centred differences, on the same chunkings
-        t_np = best(lambda: np.gradient(y, h, axis=1, edge_order=2), args.repeat)
-        print(f"\npeers vs np.gradient on the whole array ({t_np:.3f} s):")
-        print(f"  {'chunks':>22} {'map_overlap':>12} {'ratio':>6} {'xarray':>8} {'ratio':>6}")
+        print("\npeers (first-order centred differences) vs np.gradient on the numpy array:")
+        print(
+            f"  {'chunks':>22} {'numpy s':>8} {'map_overlap':>11} {'ratio':>6} "
+            f"{'xarray':>8} {'ratio':>6}"
+        )
         for mib, rows, cols in chunk_plans(*y.shape):
             arr = blocked(y, rows, cols)
             mo = da.map_overlap(
@@ -138,12 +160,22 @@ def main() -> None:
                 dtype=y.dtype,
             )
             sink = NullSink(mo.shape, mo.dtype)
-            t_mo = best(lambda mo=mo, s=sink: da.store(mo, s, lock=False), args.repeat)
             xa = xr.DataArray(arr, dims=("series", "time"), coords={"time": x})
             xd = xa.differentiate("time").data
-            t_xr = best(lambda xd=xd, s=sink: da.store(xd, s, lock=False), args.repeat)
+            t_np, t_mo, t_xr = best_interleaved(
+                [
+                    lambda: np.gradient(y, h, axis=1, edge_order=2),
+                    lambda mo=mo, s=sink: da.store(mo, s, lock=False),
+                    lambda xd=xd, s=sink: da.store(xd, s, lock=False),
+                ],
+                args.repeat,
+            )
             label = f"{mib} MiB ({rows}x{cols})"
-            print(f"  {label:>22} {t_mo:12.3f} {t_np / t_mo:6.2f} {t_xr:8.3f} {t_np / t_xr:6.2f}")
+            print(
+                f"  {label:>22} {t_np:8.3f} {t_mo:11.3f} {t_np / t_mo:6.2f} {t_xr:8.3f} "
+                f"{t_np / t_xr:6.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -25,9 +25,14 @@ import numpy as np
 
 LOGGER = logging.getLogger("deltaflow")
 
-# a block at least this many times the patch width is patched at its edges instead of
-# being concatenated with its halos (concatenation copies the whole block)
+# A block is patched at its edges (instead of being concatenated with its halos, which
+# copies it) when it is at least _PATCH_FACTOR patch widths long and at least
+# _PATCH_COST * h * (2h + 1) samples: each patch segment costs about 3h samples of
+# a (2h + 1)-wide kernel, mostly one-sided edge fits, while concatenation costs one copy
+# of the block; measured for finite_difference (h = 1: patch wins from ~30 samples) and
+# savgol with window 21 (h = 10: concatenation wins below ~1000 samples).
 _PATCH_FACTOR = 4
+_PATCH_COST = 6
 
 
 def format_bytes(n: float) -> str:
@@ -236,6 +241,8 @@ def blockwise_with_halo(
         raise ValueError("outputs without the axis come last and need one chunk along it")
     starts = np.concatenate([[0], np.cumsum(ax_chunks)]).astype(np.int64)
     patch = max(hl + hr, need)
+    hmax = max(hl, hr)
+    patch_min = max(_PATCH_FACTOR * patch, _PATCH_COST * hmax * (2 * hmax + 1))
     fkey = func if token is None else token
     tok = tokenize(
         y.name,
@@ -262,7 +269,7 @@ def blockwise_with_halo(
         s, e = int(starts[k]), int(starts[k + 1])
         modes.append(
             nb > 1
-            and e - s >= _PATCH_FACTOR * patch
+            and e - s >= patch_min
             and ok(s, e)
             and (k == 0 or ok(s - hl, s + patch))
             and (k == nb - 1 or ok(e - patch, e + hr))

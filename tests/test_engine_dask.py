@@ -151,6 +151,29 @@ def test_small_chunks_are_merged_with_a_log_message(caplog):
     np.testing.assert_allclose(d.values, dfl.differentiate(da, "t", order=2, accuracy=6).values)
 
 
+@pytest.mark.parametrize("patch_cost", [0, 10**6], ids=["patched-edges", "concatenated"])
+@pytest.mark.parametrize("irregular", [False, True])
+def test_both_block_paths_are_exact(monkeypatch, patch_cost, irregular):
+    """Blocks patched at their edges and blocks concatenated with halos agree."""
+    from deltaflow import _blocks
+
+    monkeypatch.setattr(_blocks, "_PATCH_COST", patch_cost)
+    monkeypatch.setattr(_blocks, "_PATCH_FACTOR", 1 if patch_cost == 0 else 10**6)
+    da = _da(n=300, rows=5, seed=3)
+    if not irregular:
+        da = da.assign_coords(t=np.arange(300) * 0.5)
+    for order, acc in ((1, 2), (2, 4), (3, 8)):
+        want = dfl.differentiate(da, "t", order=order, accuracy=acc).values
+        got = dfl.differentiate(da.chunk({"t": (40, 77, 100, 83)}), "t", order=order, accuracy=acc)
+        np.testing.assert_allclose(got.values, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+    F, E = dfl.integrate(da, "t", method="simpson", return_error=True)
+    Fc, Ec = dfl.integrate(
+        da.chunk({"t": (40, 77, 100, 83)}), "t", method="simpson", return_error=True
+    )
+    np.testing.assert_allclose(Fc.values, F.values, rtol=1e-12, atol=1e-12 * np.abs(F.values).max())
+    np.testing.assert_allclose(Ec.values, E.values, atol=1e-12 * np.abs(F.values).max())
+
+
 def test_irregular_coordinate_with_uniform_stretches(caplog):
     """A gap makes x irregular; blocks away from it must not get the uniform stencil."""
     t = np.arange(120) * 0.1
