@@ -27,10 +27,8 @@ CPU_ONLY = sorted(m for m, s in registered().items() if not s.gpu)
 # "refuse" (clear error for non-NumPy input).
 KNOWN_GAPS: dict[tuple[str, str], str] = {
     ("auto", "refuse"): "fails inside the kernel: AttributeError 'Array' has no 'reshape'",
-    ("kalman", "refuse"): "fails inside the kernel: TypeError cannot interpret the dtype",
     ("lowess", "refuse"): "copies to the host and back silently (to_numpy / asarray_like)",
     ("spectral", "refuse"): "order 1 fails inside the kernel; order 2 copies to the host",
-    ("spline", "refuse"): "fails inside the kernel: TypeError cannot interpret the dtype",
     ("tvr", "refuse"): "fails inside the kernel: TypeError cannot interpret the dtype",
 }
 

@@ -20,11 +20,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
 
 from ._stencil import run_rows
+
+
+def require_numpy(method: str, xp: Any) -> None:
+    """TypeError naming the method when the batch is not a NumPy array (no GPU path here)."""
+    if xp is not np:
+        raise TypeError(
+            f"method {method!r} runs on NumPy arrays only (it has no GPU / array-API path); "
+            f"got an array of namespace {getattr(xp, '__name__', xp)!r}: convert it with "
+            "numpy.asarray first or pick a method whose 'gpu' capability is true"
+        )
 
 
 def scaled(x: np.ndarray) -> tuple[np.ndarray, float]:

@@ -97,6 +97,7 @@ def _grid(n: int, d: int) -> np.ndarray:
 
 def _choose(y: Any, x: np.ndarray, order: int, params: KalmanParams, xp: Any) -> dict[str, Any]:
     """Per-series process and measurement noise (shape y.shape[:-1]), given or by ML."""
+    ss.require_numpy("kalman", xp)
     d = _check_order(order, params)
     shape = y.shape[:-1]
     u, step = ss.scaled(x)
@@ -155,6 +156,7 @@ def _apply(
     xp: Any,
     smoothed: bool,
 ) -> Output:
+    ss.require_numpy("kalman", xp)
     d = _check_order(order, params)
     shape = y.shape
     y2, nan = ss.rows_of(to_numpy(y))

@@ -87,6 +87,7 @@ def _grid(n: int, m: int) -> np.ndarray:
 
 def _choose(y: Any, x: np.ndarray, order: int, params: SplineParams, xp: Any) -> dict[str, Any]:
     """Per-series smoothing (shape y.shape[:-1]): the given value, or GCV times a factor."""
+    ss.require_numpy("spline", xp)
     shape = y.shape[:-1]
     if params.smoothing is not None:
         return {"smoothing": np.full(shape, float(params.smoothing))}
@@ -123,6 +124,7 @@ def _apply(
     xp: Any,
     smoothed: bool,
 ) -> Output:
+    ss.require_numpy("spline", xp)
     shape = y.shape
     m = _dim(params)
     y2, nan = ss.rows_of(to_numpy(y))
