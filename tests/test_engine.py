@@ -30,12 +30,35 @@ def _labelled(case):
     return da, dim
 
 
-@pytest.mark.filterwarnings("ignore:.*rechunking it from:UserWarning")
+def _is_local(name):
+    spec = get_method(name)
+    return spec.footprint(1, spec.make_params()) is not None
+
+
+LOCAL = [m for m in METHODS if _is_local(m)]
+GLOBAL = [m for m in METHODS if not _is_local(m)]
+
+
+# local methods exercise halos, merges and choice passes: more examples; global methods
+# run as one block per series and need fewer (x methods x orders: the suite's time budget)
 @pytest.mark.parametrize("order", [1, 2])
-@pytest.mark.parametrize("method", METHODS)
-@settings(max_examples=10)  # x (methods x orders): keeps the suite inside its time budget
+@pytest.mark.parametrize("method", LOCAL)
+@settings(max_examples=10)
 @given(data=st.data())
 def test_chunked_equals_unchunked_equals_kernel(method, order, data):
+    _check_chunked(method, order, data)
+
+
+@pytest.mark.filterwarnings("ignore:.*rechunking it from:UserWarning")
+@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("method", GLOBAL)
+@settings(max_examples=4)
+@given(data=st.data())
+def test_global_chunked_equals_unchunked_equals_kernel(method, order, data):
+    _check_chunked(method, order, data)
+
+
+def _check_chunked(method, order, data):
     spec = get_method(method)
     if order not in spec.orders:
         pytest.skip(f"{method} has no order {order}")
