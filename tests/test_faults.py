@@ -460,11 +460,6 @@ def test_failing_region_fails_the_run_keeps_finished_ones_and_resume_completes(
     assert chunks and all(got[k] == want[k] for k in chunks)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the runner's RunError names the cause but not the region "
-    "(deltaflow/workflow/runner.py, _execute/_run_locked)",
-)
 def test_failing_region_is_named_in_the_error(client: Any, sink: Path, tmp_path: Path) -> None:
     marker = tmp_path / "fault-present"
     marker.touch()

@@ -54,6 +54,18 @@ class RunError(RuntimeError):
     """A run that failed after validation (exit code 1 on the command line)."""
 
 
+class RegionError(RuntimeError):
+    """Regions whose computation or write failed (``dim=a-b,...`` each) and the first cause."""
+
+    def __init__(self, regions: list[str], cause: BaseException | None):
+        self.regions = regions
+        self.cause = cause
+        shown = "; ".join(regions[:10]) + (
+            f"; ... ({len(regions)} in all)" if len(regions) > 10 else ""
+        )
+        super().__init__(f"failed region(s) {shown}: {type(cause).__name__}: {cause}")
+
+
 @dataclass
 class RunSummary:
     """What a run did."""
@@ -628,6 +640,14 @@ def _execute(
         futures = client.compute(records)
         nbytes = 0
         for fut in as_completed(futures):
+            if fut.status == "error":
+                # let the rest settle (finished regions stay recorded), then name every
+                # failed region: a bad input block fails each region whose halo reads it
+                from distributed import wait
+
+                wait(futures)
+                failed = [names.get(str(f.key), str(f.key)) for f in futures if f.status == "error"]
+                raise RegionError(sorted(failed), fut.exception())
             nbytes += int(fut.result())
             written[0] += 1
             if progress:
