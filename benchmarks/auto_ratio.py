@@ -6,7 +6,10 @@ For noisy sin, exp, two-frequency and Black–Scholes call curves at 1, 3 and 10
 hindsight with the truth, from a grid per registered method. Errors are RMS over the
 interior (10 % trimmed at each end) and averaged over the series of a case.
 
-    python benchmarks/auto_ratio.py [--series 10] [--n 201]
+    python benchmarks/auto_ratio.py [--series 10] [--n 201] [--time 2000x1000]
+
+``--time RxN`` also times ``auto`` (orders 1 and 2, choice and derivative) on R noisy sin
+series of N samples, best of two runs.
 """
 
 from __future__ import annotations
@@ -70,12 +73,29 @@ def rmse(d: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean(e) / np.sqrt(np.mean(true[t:-t] ** 2)))
 
 
+def _time_auto(rows: int, n: int) -> None:
+    rng = np.random.default_rng(0)
+    x = np.linspace(0, 2 * np.pi, n)
+    y = np.sin(x * rng.uniform(0.5, 3, (rows, 1))) + 0.03 * rng.standard_normal((rows, n))
+    dfl.differentiate_array(y[:4], x, method="auto")  # compile and warm
+    for order in (1, 2):
+        best = np.inf
+        for _ in range(2):
+            t0 = time.perf_counter()
+            dfl.differentiate_array(y, x, method="auto", order=order)
+            best = min(best, time.perf_counter() - t0)
+        print(f"auto on {rows} x {n}, order {order}: {best:.1f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--series", type=int, default=10)
     ap.add_argument("--n", type=int, default=201)
     ap.add_argument("--candidates", default=None, help="comma-separated auto candidates")
+    ap.add_argument("--time", default=None, help="also time auto on ROWSxN series")
     args = ap.parse_args()
+    if args.time:
+        _time_auto(*(int(v) for v in args.time.lower().split("x")))
     rng = np.random.default_rng(7)
     extra = {"candidates": tuple(args.candidates.split(","))} if args.candidates else {}
     print(f"auto vs best-in-hindsight: {args.series} series of {args.n} samples per case")

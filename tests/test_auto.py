@@ -106,3 +106,63 @@ def test_invalid_input_is_named(kwargs, message):
 def test_too_short_series_is_named():
     with pytest.raises(ValueError, match="method 'auto' with these parameters needs at least"):
         dfl.differentiate_array(np.arange(8.0), method="auto")
+
+
+def test_spectral_tuning_fast_path_matches_spectral():
+    from deltaflow.kernels.auto import _cand_params, _Halves, _SpectralHalves
+
+    rng = np.random.default_rng(3)
+    x = np.linspace(0, 3, 121)
+    y = np.sin(3 * x) + 0.05 * rng.standard_normal((4, x.size))
+    halves = _Halves(y, x)
+    p = _cand_params("spectral")
+    fast = _SpectralHalves(halves, p)
+    spec = get_method("spectral")
+    for yh, xs, *_ in halves.parts:
+        cut = np.array([0.03, 0.1, 0.5, 1.0])
+        ref = spec.apply(yh, xs, 1, p, {"cutoff": cut}, np, True).smoothed
+        np.testing.assert_allclose(fast.smoothed(yh, cut), ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("irregular", [False, True])
+def test_cross_validation_error_is_the_held_out_residual(irregular):
+    from deltaflow.kernels.auto import _Halves, _interp_weights
+
+    rng = np.random.default_rng(4)
+    x = np.linspace(0, 2, 41)
+    if irregular:
+        x[1:-1] += rng.uniform(-0.01, 0.01, 39)
+    y = rng.standard_normal((3, x.size))
+    err = _Halves(y, x).error(lambda yh, xs: np.cos(xs) * np.ones_like(yh))
+    ref = np.zeros(3)
+    for part in (0, 1):
+        xs, xo = x[part::2], x[1 - part :: 2]
+        keep, start, w = _interp_weights(xs, xo)
+        pred = np.sum(np.cos(xs)[start[:, None] + np.arange(4)] * w, axis=1)
+        ref += np.sum((pred - y[:, 1 - part :: 2][:, keep]) ** 2, axis=1)
+    np.testing.assert_allclose(err, ref, rtol=1e-12)
+
+
+def test_spline_smoothing_blends_cross_validation_and_maximum_likelihood(monkeypatch):
+    from deltaflow.kernels import auto
+
+    t = TRUTHS["sin"]
+    x = t.grid(151)
+    y = t(x) + 0.03 * np.random.default_rng(6).standard_normal((3, x.size))
+    spec = get_method("auto")
+    p = spec.make_params({"candidates": ("spline",)})
+
+    def smoothing(weight: float) -> np.ndarray:
+        monkeypatch.setattr(auto, "ML_WEIGHT", weight)
+        return np.log10(spec.choose(y, x, 2, p, np)["spline.smoothing"])
+
+    cv, ml, both = smoothing(0.0), smoothing(1.0), smoothing(0.5)
+    k = get_method("kalman")
+    ch = k.choose(y, x, 2, k.make_params({}), np)
+    step = x[1] - x[0]
+    want_ml = np.log10(ch["measurement_noise"] / (ch["process_noise"] * step**5))
+    res = auto.RESOLUTION
+    np.testing.assert_allclose(ml, want_ml, atol=res / 2 + 1e-9)
+    np.testing.assert_allclose(both, 0.5 * (cv + ml), atol=res + 1e-9)
+    # rounded to the resolution: few distinct values, few sets of gains
+    np.testing.assert_allclose(both / res, np.round(both / res), atol=1e-6)
