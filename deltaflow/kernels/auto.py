@@ -3,21 +3,21 @@
 Two-fold cross-validation does both jobs. Each candidate fits the even samples and its
 smoothed signal, interpolated by a 4-point Lagrange stencil, predicts the odd samples (and
 the other way round). For a candidate with a smoothing parameter (``TUNINGS``: spline
-smoothing, spectral cutoff, savgol window, tvr alpha) this is done over a grid of values;
+smoothing, savgol window, tvr alpha) this is done over a grid of values;
 the smoothest value whose prediction error is within ``SLACK`` standard errors of the least
 (the one-standard-error rule) is kept, and the full series gets it times a factor measured
 against the truth (benchmarks/auto_ratio.py): the half-to-full transfer and the extra
-smoothing that derivatives need over the signal. Candidates without a tuning use their own
-automatic choice. The candidate with the least prediction error wins the series; one must
-beat an earlier (simpler) candidate in ``CANDIDATES`` by ``margin`` (relative) to be
-picked over it.
+smoothing that derivatives need over the signal. Candidates without a tuning (spectral,
+kalman, lowess) use their own automatic choice, on each half for the cross-validation and
+on the whole series for the result (recorded). The candidate with the least prediction
+error wins the series; one must beat an earlier (simpler) candidate in ``CANDIDATES`` by
+``margin`` (relative) to be picked over it.
 
 The spline's smoothing is then blended (geometric mean) with the maximum-likelihood
 smoothing of the same quintic smoother in state-space form (``kalman``'s choice, adjusted
 for the derivative order): two estimates of the same quantity whose errors are largely
 independent. Chosen smoothings are rounded to ``RESOLUTION`` decades so that a batch needs
-few sets of spline gains. ``spectral`` candidates are tuned from one FFT per half and one
-inverse FFT per cutoff.
+few sets of spline gains.
 
 What was picked is returned by ``choose``: ``method`` (an integer code, the index into
 ``CANDIDATES``) and each tuned candidate's parameter under ``"<method>.<parameter>"``
@@ -26,13 +26,14 @@ with those values. Series whose noise estimate (from high-order differences) is 
 relative to their range, take ``finite_difference`` with ``accuracy=4``: nothing to smooth.
 
 Measured (benchmarks/auto_ratio.py, sin / exp / two-frequency / Black-Scholes call at 1-10 %
-noise, 201 samples, 10 series per case, interior RMSE): 1.22x (order 1) and 1.56x (order 2)
-the RMSE of the best method and parameter chosen in hindsight with the truth, as geometric
-means over the cases; 8 of 12 cases within 1.25x (order 1), 6 of 12 within 1.5x (order 2).
-The misses are the two-frequency signal and Black-Scholes Gamma (a fit that needs different
-smoothing in different parts of the series) and sin's second derivative at 1 % noise (2.3x:
-both smoothing choices under-smooth for it). Before the blend and without spectral among
-the defaults: 1.26x and 1.69x.
+noise, 10 series per case, interior RMSE), as geometric means over the cases of the RMSE
+over that of the best method and parameter chosen in hindsight with the truth: 201 samples
+1.20x (order 1, 8 of 12 cases within 1.25x) and 1.56x (order 2, 6 of 12 within 1.5x);
+401 samples 1.15x (9 of 12) and 1.33x (8 of 12). The misses are the two-frequency signal and
+Black-Scholes Gamma (a fit that needs different smoothing in different parts of the series)
+and sin's second derivative at 1 % noise on 201 samples (2.3x: both smoothing choices
+under-smooth for it). Before the blend and spectral's own cutoff (201 samples): 1.26x and
+1.69x.
 """
 
 from __future__ import annotations
@@ -57,11 +58,12 @@ CANDIDATES = ("finite_difference", "savgol", "spline", "kalman", "lowess", "spec
 # candidates used when ``candidates`` is not given (those of them that are registered).
 # Measured with benchmarks/auto_ratio.py: adding savgol made auto worse (it predicts the
 # signal as well as spline does, so it wins the cross-validation, but its derivatives are
-# worse); kalman was never picked over spline; spectral, tuned by cross-validation, is 2.5x
-# (order 1) and 3.3x (order 2) off the best on its own, and picking it for some series made
-# the geometric-mean ratio worse (1.26 -> 1.24 and 1.69 -> 1.60 without it). All stay
-# available through ``candidates``.
-DEFAULT_CANDIDATES = ("finite_difference", "spline")
+# worse); kalman was never picked over spline. Both stay available through ``candidates``.
+# spectral competes with its own derivative-targeted cutoff (its ``choose``), not a cutoff
+# tuned by cross-validation: tuned, it was 2.5x (order 1) and 3.3x (order 2) off the best
+# on its own and made auto worse where it was picked; with its own cutoff it is picked
+# rarely, mostly on the two-frequency signal, where it is the best method.
+DEFAULT_CANDIDATES = ("finite_difference", "spline", "spectral")
 # the spline's smoothing is the geometric mean of its cross-validated value and the quintic
 # state-space model's maximum-likelihood value (``kalman``'s choice, the same smoother):
 # two estimates with independent errors. Measured (benchmarks/auto_ratio.py, spline alone):
@@ -157,13 +159,6 @@ TUNINGS: dict[str, Tuning] = {
         fixed={"degree": 5},
         hi=10**9.5,  # spline's own limit for degree 5 (rounding, see its module notes)
     ),
-    "spectral": Tuning(
-        "cutoff",
-        lambda sigma: np.tile(np.geomspace(0.01, 1.0, 21)[:, None], (1, sigma.size)),
-        {1: 10**-0.37, 2: 10**-0.41},
-        hi=1.0,
-        direction=-1,
-    ),
     "savgol": Tuning(
         "window",
         lambda sigma: np.tile(
@@ -230,37 +225,6 @@ class _Halves:
         return err
 
 
-class _SpectralHalves:
-    """The spectra of both halves, computed once; each cutoff costs one inverse FFT.
-
-    Gives exactly ``spectral``'s smoothed signal (same detrending, reflection and gain).
-    """
-
-    def __init__(self, halves: _Halves, params: Any):
-        from .spectral import _prepare, _spectrum
-
-        self.params = params
-        self.preps: dict[int, tuple[Any, np.ndarray]] = {}
-        for yh, xs, *_ in halves.parts:
-            h = uniform_step(xs)
-            if h is None:
-                raise ValueError("method 'auto': spectral needs uniform spacing")
-            prep = _prepare(yh, xs, h, 0, params, np)
-            self.preps[id(yh)] = (prep, _spectrum(prep, np))
-
-    def smoothed(self, yh: np.ndarray, cutoff: np.ndarray) -> np.ndarray:
-        """Low-pass fit (rows, n_half) of the half ``yh`` at per-row ``cutoff`` (rows,)."""
-        from .spectral import _fft, _gain
-
-        prep, spec = self.preps[id(yh)]
-        nb = spec.shape[-1]
-        gain = _gain(
-            np.arange(nb) / (nb - 1), np.asarray(cutoff), self.params.taper, np, np.float64
-        )
-        s = _fft(np).irfft(spec * gain, n=prep.ext.shape[-1], axis=-1)[..., : prep.n]
-        return s + prep.trend if prep.trend is not None else s
-
-
 def _refine(
     values: np.ndarray, score: np.ndarray, direction: int, slack: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -324,13 +288,10 @@ def tune(
     if tn.integer_odd:  # windows: only those that fit the half series
         values = values[values[:, 0] <= n_half]
     score = np.empty_like(values)
-    lowpass = _SpectralHalves(halves, p) if name == "spectral" else None
     for k in range(values.shape[0]):
         v = values[k].astype(np.int64) if tn.integer_odd else values[k]
 
         def smooth(yh: np.ndarray, xs: np.ndarray, v: np.ndarray = v) -> np.ndarray:
-            if lowpass is not None:  # one FFT per half, one inverse per value
-                return lowpass.smoothed(yh, v)
             out = spec.apply(yh, xs, order, p, {tn.param: v}, np, True)
             return np.asarray(to_numpy(out.smoothed))
 
@@ -401,6 +362,12 @@ def _choose(
             value = _blend_ml(value, y2, x, order)
         if value is not None:
             chosen[f"{name}.{TUNINGS[name].param}"] = value.reshape(shape)
+        else:  # the candidate's own automatic choices on the whole series, recorded
+            spec = get_method(name)
+            if spec.choose is not None and name != "finite_difference":
+                own = spec.choose(y2, x, order, _cand_params(name), np)
+                for key, val in own.items():
+                    chosen[f"{name}.{key}"] = np.asarray(to_numpy(val)).reshape(shape)
     choice = pick(errs, params.margin)
     clean = sigma <= NOISE_FREE * np.where(spread > 0, spread, 1.0)
     if "finite_difference" in names:
