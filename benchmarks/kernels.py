@@ -60,9 +60,14 @@ def part1(rows: int, n: int) -> None:
         f"== throughput on a ({rows}, {n}) float64 array ({nbytes / 2**20:.0f} MiB), "
         f"best of 3, {os.cpu_count()} cores"
     )
-    t_copy = best_of(lambda: np.copyto(dst, y))
+    # the reference allocates its result like every method here (y.copy()); copying into
+    # memory that already exists (np.copyto) skips the page faults and is shown beside it
+    t_copy = best_of(lambda: y.copy())
     copy_gbs = nbytes / t_copy / 1e9
-    results: list[tuple[str, float, int]] = [("memory copy", copy_gbs, rows)]
+    results: list[tuple[str, float, int]] = [("memory copy (y.copy())", copy_gbs, rows)]
+    results.append(
+        ("np.copyto into existing", nbytes / best_of(lambda: np.copyto(dst, y)) / 1e9, rows)
+    )
     results.append(
         ("np.gradient", nbytes / best_of(lambda: np.gradient(y, x, axis=-1)) / 1e9, rows)
     )
