@@ -26,10 +26,6 @@ CPU_ONLY = sorted(m for m, s in registered().items() if not s.gpu)
 # (method, case) -> why it fails today; case is "auto" (automatic per-series choices) or
 # "refuse" (clear error for non-NumPy input).
 KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("auto", "refuse"): "fails inside the kernel: AttributeError 'Array' has no 'reshape'",
-    ("lowess", "refuse"): "copies to the host and back silently (to_numpy / asarray_like)",
-    ("spectral", "refuse"): "order 1 fails inside the kernel; order 2 copies to the host",
-    ("tvr", "refuse"): "fails inside the kernel: TypeError cannot interpret the dtype",
 }
 
 

@@ -189,6 +189,20 @@ def differentiate_array(
     return result[0] if len(result) == 1 else tuple(result)
 
 
+def check_namespace(spec: MethodSpec, xp: Any) -> None:
+    """TypeError unless the method runs on arrays of ``xp`` (NumPy always; others if gpu)."""
+    if xp is np or spec.gpu:
+        return
+    from .registry import registered
+
+    able = ", ".join(sorted(n for n, s in registered().items() if s.gpu))
+    raise TypeError(
+        f"method {spec.name!r} runs on NumPy arrays only (no GPU / array-API path), got a "
+        f"{xp.__name__} array; move the data to the host (e.g. .get() for CuPy) or use a "
+        f"method that runs there: {able}"
+    )
+
+
 class KernelRun:
     """The output of one kernel call and the automatic choices it used."""
 
@@ -215,6 +229,7 @@ def run_kernel(
     method has a ``choose``, they are computed here from y (which must then hold whole series).
     """
     xp = namespace(y)
+    check_namespace(spec, xp)
     flip = x.shape[0] >= 2 and x[-1] < x[0]
     if flip:
         y = xp.flip(y, axis=-1)
