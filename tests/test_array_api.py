@@ -25,8 +25,7 @@ CPU_ONLY = sorted(m for m, s in registered().items() if not s.gpu)
 
 # (method, case) -> why it fails today; case is "auto" (automatic per-series choices) or
 # "refuse" (clear error for non-NumPy input).
-KNOWN_GAPS: dict[tuple[str, str], str] = {
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 
 def _params(methods: list[str], case: str) -> list:
