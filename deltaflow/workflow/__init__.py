@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..apps import market_steps as _market_steps  # noqa: F401  (registers market/dynamics steps)
 from ..apps import steps as _app_steps  # noqa: F401  (registers calculus/app steps)
 from .config import ConfigError, LoadedWorkflow, json_schema, load_workflow, workflow_model
 from .sources import SOURCES, register_source
