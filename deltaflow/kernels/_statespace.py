@@ -550,3 +550,38 @@ def fit_rss(g: Gains, y: np.ndarray) -> np.ndarray:
     z0 = np.ascontiguousarray(g.z[:, 0, :])
     run_rows(_fit_rss_rows, y, out, g.obs, g.fs, g.ks, g.gs, g.es, g.minv, z0)
     return out[:, 0]
+
+
+def smooth_by_ratio(
+    u: np.ndarray,
+    y2: np.ndarray,
+    nan: np.ndarray,
+    usable: np.ndarray,
+    ratio: np.ndarray,
+    d: int,
+    order: int,
+    scale: float,
+    smoothed: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Smooth rows (rows, n) whose noise ratio (rows,) is set; rows sharing a ratio and a
+    NaN pattern share one set of gains. Unusable rows (or ratios <= 0) come back NaN."""
+    rows, n = y2.shape
+    deriv = np.full((rows, n), np.nan)
+    fitted = np.full((rows, n), np.nan) if smoothed else None
+    idx = np.flatnonzero(usable & np.isfinite(ratio) & (ratio > 0))
+    for group in group_rows(ratio[idx], nan[idx]):
+        r_idx = idx[group]
+        obs = ~nan[r_idx[0]]
+        gn = gains(u, obs, d, float(ratio[r_idx[0]]))
+        whole = r_idx.size == rows  # one group of every row, in order: no gather/scatter
+        ys = y2 if whole else y2[r_idx]
+        if not obs.all():
+            ys = np.where(obs, ys, 0.0)
+        out, fit = smooth(gn, ys, order, scale, smoothed)
+        if whole:
+            deriv, fitted = out, fit
+        else:
+            deriv[r_idx] = out
+            if smoothed:
+                fitted[r_idx] = fit
+    return deriv, fitted

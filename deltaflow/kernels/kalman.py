@@ -169,24 +169,9 @@ def _apply(
     r = np.broadcast_to(np.asarray(chosen["measurement_noise"], dtype=np.float64), shape[:-1])
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = (q.reshape(rows) * unit) / r.reshape(rows)
-    deriv = np.full((rows, n), np.nan)
-    fitted = np.full((rows, n), np.nan) if smoothed else None
-    idx = np.flatnonzero(_usable(nan, params, d) & np.isfinite(rho) & (rho > 0))
-    for group in ss.group_rows(rho[idx], nan[idx]):
-        r_idx = idx[group]
-        obs = ~nan[r_idx[0]]
-        gn = ss.gains(u, obs, d, float(rho[r_idx[0]]))
-        whole = r_idx.size == rows  # one group of every row, in order: no gather/scatter
-        ys = y2 if whole else y2[r_idx]
-        if not obs.all():
-            ys = np.where(obs, ys, 0.0)
-        out, fit = ss.smooth(gn, ys, order, step**-order, smoothed)
-        if whole:
-            deriv, fitted = out, fit
-        else:
-            deriv[r_idx] = out
-            if smoothed:
-                fitted[r_idx] = fit
+    deriv, fitted = ss.smooth_by_ratio(
+        u, y2, nan, _usable(nan, params, d), rho, d, order, step**-order, smoothed
+    )
     dt = y.dtype
     res = asarray_like(deriv.reshape(shape).astype(dt, copy=False), xp)
     sm = asarray_like(fitted.reshape(shape).astype(dt, copy=False), xp) if smoothed else None

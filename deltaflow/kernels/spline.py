@@ -133,25 +133,11 @@ def _apply(
     if "smoothing" not in chosen:
         chosen = _choose(y, x, order, params, xp)
     lam = np.broadcast_to(np.asarray(chosen["smoothing"], dtype=np.float64), shape[:-1])
-    lam = lam.reshape(rows)
-    deriv = np.full((rows, n), np.nan)
-    fitted = np.full((rows, n), np.nan) if smoothed else None
-    idx = np.flatnonzero(_usable(nan, params, m) & np.isfinite(lam) & (lam > 0))
-    for group in ss.group_rows(lam[idx], nan[idx]):
-        r_idx = idx[group]
-        obs = ~nan[r_idx[0]]
-        gn = ss.gains(u, obs, m, 1.0 / float(lam[r_idx[0]]))
-        whole = r_idx.size == rows  # one group of every row, in order: no gather/scatter
-        ys = y2 if whole else y2[r_idx]
-        if not obs.all():
-            ys = np.where(obs, ys, 0.0)
-        out, fit = ss.smooth(gn, ys, order, step**-order, smoothed)
-        if whole:
-            deriv, fitted = out, fit
-        else:
-            deriv[r_idx] = out
-            if smoothed:
-                fitted[r_idx] = fit
+    with np.errstate(divide="ignore"):
+        ratio = 1.0 / lam.reshape(rows)
+    deriv, fitted = ss.smooth_by_ratio(
+        u, y2, nan, _usable(nan, params, m), ratio, m, order, step**-order, smoothed
+    )
     dt = y.dtype
     res = asarray_like(deriv.reshape(shape).astype(dt, copy=False), xp)
     sm = asarray_like(fitted.reshape(shape).astype(dt, copy=False), xp) if smoothed else None
