@@ -26,6 +26,7 @@ import numba
 import numpy as np
 
 from ._stencil import run_rows
+from .registry import Output
 
 
 def require_numpy(method: str, xp: Any) -> None:
@@ -366,6 +367,23 @@ def gains(u: np.ndarray, obs: np.ndarray, d: int, rho: float) -> Gains:
 
 
 @numba.njit(nogil=True, cache=True)
+def _initial_state(es, minv, innov, b, s0):  # pragma: no cover - compiled
+    """s0 = -minv @ (es.T @ innov): the initial-state correction of one row (work array b)."""
+    n = innov.shape[0]
+    d = minv.shape[0]
+    for j in range(d):
+        acc = 0.0
+        for t in range(n):
+            acc += es[t, j] * innov[t]
+        b[j] = acc
+    for i in range(d):
+        acc = 0.0
+        for j in range(d):
+            acc -= minv[i, j] * b[j]
+        s0[i] = acc
+
+
+@numba.njit(nogil=True, cache=True)
 def _smooth_rows(y, obs, u, fs, ks, gs, es, minv, z, order, scale, out, fitted):  # pragma: no cover
     """Per row: smoothed states (own run + Z s0), then the derivative of ``order`` times scale.
 
@@ -383,16 +401,7 @@ def _smooth_rows(y, obs, u, fs, ks, gs, es, minv, z, order, scale, out, fitted):
     want_fit = fitted.shape[0] == rows
     for r in range(rows):
         _run_row(y[r], obs, fs, ks, gs, a0, states, innov)
-        for j in range(d):
-            acc = 0.0
-            for t in range(n):
-                acc += es[t, j] * innov[t]
-            b[j] = acc
-        for i in range(d):
-            acc = 0.0
-            for j in range(d):
-                acc -= minv[i, j] * b[j]
-            s0[i] = acc
+        _initial_state(es, minv, innov, b, s0)
         if want_fit:
             for t in range(n):
                 acc = states[t, 0]
@@ -523,16 +532,7 @@ def _fit_rss_rows(y, obs, fs, ks, gs, es, minv, z0, out):  # pragma: no cover - 
     for r in range(rows):
         yr = y[r]
         _run_row(yr, obs, fs, ks, gs, a0, states, innov)
-        for j in range(d):
-            acc = 0.0
-            for t in range(n):
-                acc += es[t, j] * innov[t]
-            b[j] = acc
-        for i in range(d):
-            acc = 0.0
-            for j in range(d):
-                acc -= minv[i, j] * b[j]
-            s0[i] = acc
+        _initial_state(es, minv, innov, b, s0)
         rss = 0.0
         for t in range(n):
             if obs[t]:
@@ -562,9 +562,11 @@ def smooth_by_ratio(
     order: int,
     scale: float,
     smoothed: bool,
-) -> tuple[np.ndarray, np.ndarray | None]:
+    like: np.ndarray,
+) -> Output:
     """Smooth rows (rows, n) whose noise ratio (rows,) is set; rows sharing a ratio and a
-    NaN pattern share one set of gains. Unusable rows (or ratios <= 0) come back NaN."""
+    NaN pattern share one set of gains. Unusable rows (or ratios <= 0) come back NaN.
+    The result has the shape and dtype of ``like`` (the kernel's input y)."""
     rows, n = y2.shape
     deriv = np.full((rows, n), np.nan)
     fitted = np.full((rows, n), np.nan) if smoothed else None
@@ -584,4 +586,7 @@ def smooth_by_ratio(
             deriv[r_idx] = out
             if smoothed:
                 fitted[r_idx] = fit
-    return deriv, fitted
+    dt = like.dtype
+    res = deriv.reshape(like.shape).astype(dt, copy=False)
+    sm = fitted.reshape(like.shape).astype(dt, copy=False) if smoothed else None
+    return Output(res, sm)

@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import Field
 
 from . import _statespace as ss
-from ._xp import asarray_like, to_numpy
+from ._xp import to_numpy
 from .registry import MethodParams, MethodSpec, Output, register
 
 # log10 of the noise-ratio grid (process/measurement, sample units): from a bandwidth of
@@ -169,13 +169,9 @@ def _apply(
     r = np.broadcast_to(np.asarray(chosen["measurement_noise"], dtype=np.float64), shape[:-1])
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = (q.reshape(rows) * unit) / r.reshape(rows)
-    deriv, fitted = ss.smooth_by_ratio(
-        u, y2, nan, _usable(nan, params, d), rho, d, order, step**-order, smoothed
+    return ss.smooth_by_ratio(
+        u, y2, nan, _usable(nan, params, d), rho, d, order, step**-order, smoothed, y
     )
-    dt = y.dtype
-    res = asarray_like(deriv.reshape(shape).astype(dt, copy=False), xp)
-    sm = asarray_like(fitted.reshape(shape).astype(dt, copy=False), xp) if smoothed else None
-    return Output(res, sm)
 
 
 def _min_samples(order: int, params: KalmanParams) -> int:

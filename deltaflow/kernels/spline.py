@@ -28,7 +28,7 @@ import numpy as np
 from pydantic import Field
 
 from . import _statespace as ss
-from ._xp import asarray_like, to_numpy
+from ._xp import to_numpy
 from .registry import MethodParams, MethodSpec, Output, register
 
 # log10 of the automatic smoothing grid (sample units): from about 0.3 samples of kernel
@@ -135,13 +135,9 @@ def _apply(
     lam = np.broadcast_to(np.asarray(chosen["smoothing"], dtype=np.float64), shape[:-1])
     with np.errstate(divide="ignore"):
         ratio = 1.0 / lam.reshape(rows)
-    deriv, fitted = ss.smooth_by_ratio(
-        u, y2, nan, _usable(nan, params, m), ratio, m, order, step**-order, smoothed
+    return ss.smooth_by_ratio(
+        u, y2, nan, _usable(nan, params, m), ratio, m, order, step**-order, smoothed, y
     )
-    dt = y.dtype
-    res = asarray_like(deriv.reshape(shape).astype(dt, copy=False), xp)
-    sm = asarray_like(fitted.reshape(shape).astype(dt, copy=False), xp) if smoothed else None
-    return Output(res, sm)
 
 
 def _min_samples(order: int, params: SplineParams) -> int:
