@@ -361,11 +361,20 @@ def dask_env(settings: Mapping[str, Any]) -> dict[str, str]:
     ``{"distributed": {"worker": {"memory": {"target": 0.6}}}}`` ->
     ``{"DASK_DISTRIBUTED__WORKER__MEMORY__TARGET": "0.6"}`` (dask reads these back with
     ``ast.literal_eval``, so numbers, booleans and lists keep their type).
+
+    Entries of ``distributed.nanny.pre-spawn-environ`` (e.g. ``MALLOC_TOP_PAD_``) are
+    exported under their own names instead: dask lowercases the keys it reads from ``DASK_*``
+    variables, and the C library reads only the exact upper-case names.
     """
     env = {}
+    spawn = "distributed.nanny.pre-spawn-environ."
     for key, value in _flatten(settings).items():
+        text = value if isinstance(value, str) else repr(value)
+        if key.startswith(spawn):
+            env[key[len(spawn) :]] = str(value)
+            continue
         name = "DASK_" + key.upper().replace(".", "__").replace("-", "_")
-        env[name] = value if isinstance(value, str) else repr(value)
+        env[name] = text
     return env
 
 

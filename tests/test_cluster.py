@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -226,9 +227,21 @@ def test_local_process_cluster_applies_memory_limit_and_host() -> None:
         "threads_per_worker": 1,
         "memory_limit": "1GiB",
         "dashboard_address": ":0",
+        "dask": str(CONFIGS / "dask.yaml"),
     }
     with dc.get_client(spec, echo=None) as client:
         assert client.scheduler.address.startswith("tcp://127.0.0.1:")
         (worker,) = client.scheduler_info()["workers"].values()
         assert worker["memory_limit"] == GiB
         assert client.submit(pow, 2, 10).result() == 1024
+        # the shipped dask.yaml's allocator setting reaches the worker process (it keeps
+        # large temporaries from faulting in afresh on every allocation)
+        env = client.run(lambda: {k: os.environ.get(k) for k in ("MALLOC_TOP_PAD_",)})
+        assert list(env.values()) == [{"MALLOC_TOP_PAD_": "67108864"}]
+
+
+def test_worker_environment_settings_keep_their_exact_names() -> None:
+    env = dc.dask_env(
+        {"distributed": {"nanny": {"pre-spawn-environ": {"MALLOC_TOP_PAD_": 67108864}}}}
+    )
+    assert env == {"MALLOC_TOP_PAD_": "67108864"}
