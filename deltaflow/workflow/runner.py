@@ -132,10 +132,15 @@ def _wrap(loaded: LoadedWorkflow, path: tuple[Any, ...], err: Exception) -> Conf
 
 
 def open_source(loaded: LoadedWorkflow) -> Any:
-    """The source dataset (lazy); ConfigError at ``source`` when it cannot be opened."""
+    """The source dataset (lazy), cut to its ``time_range``; ConfigError at ``source`` (or
+    the key under it) when it cannot be opened."""
+    from .sources import SourceError
+
     src = loaded.config.source
     try:
-        return src.open()
+        return src.open_window()
+    except SourceError as err:
+        raise _wrap(loaded, ("source", *err.key), err) from None
     except IncompleteStoreError as err:
         raise _wrap(loaded, ("source", "path"), err) from None
     except (OSError, ValueError, KeyError, TypeError) as err:

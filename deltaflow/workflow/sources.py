@@ -5,11 +5,21 @@ Each source is one small pydantic model registered under its ``kind`` with an
 deterministic per element: the value at (series, sample) does not depend on the chunking or
 on the window generated, so a window of a generated dataset equals the same slice of a
 longer one (what append runs rely on).
+
+Every source takes ``time_range: [start, end]``, a half-open window ``start <= t < end``
+along ``time_dim`` (default ``time``): numbers for a numeric coordinate (in its units),
+ISO datetimes for a datetime one. Consecutive windows ``[a, b]``, ``[b, c]`` therefore
+meet exactly: the sample at ``b`` belongs to the second, none is repeated or dropped,
+which is what scheduled ``append`` runs rely on. Files are cut lazily (no data read); the
+``sensors`` generator produces only the window's samples.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import time as _time
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -32,17 +42,184 @@ def register_source(cls: type[SourceBase]) -> type[SourceBase]:
     return cls
 
 
+class SourceError(ValueError):
+    """A problem with a source setting; ``key`` is its path under ``source``."""
+
+    def __init__(self, key: tuple[str | int, ...], message: str):
+        self.key = key
+        super().__init__(message)
+
+
+_ISO_DATE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d+)?)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def _range_value(v: Any, name: str) -> float | str:
+    """One bound of a time_range: a finite number, or a datetime as a UTC ISO string."""
+    if isinstance(v, bool) or v is None:
+        raise ValueError(f"{name}: expected a number or an ISO datetime, got {v!r}")
+    if isinstance(v, int | float):
+        if not math.isfinite(v):
+            raise ValueError(f"{name}: expected a finite number, got {v!r}")
+        return float(v)
+    if isinstance(v, datetime | date):
+        v = v.isoformat()
+    if isinstance(v, str):
+        text = v.strip()
+        try:
+            return _range_value(float(text), name)
+        except ValueError:
+            pass
+        if _ISO_DATE.match(text):
+            import pandas as pd
+
+            try:
+                ts = pd.Timestamp(text)
+            except ValueError:
+                ts = None
+            if ts is not None:
+                if ts.tzinfo is not None:
+                    ts = ts.tz_convert(UTC).tz_localize(None)
+                return ts.isoformat()
+        raise ValueError(
+            f"{name}: got {v!r}, which is neither a number nor an ISO datetime "
+            "(like 2026-01-01T10:00:00)"
+        )
+    raise ValueError(f"{name}: expected a number or an ISO datetime, got {type(v).__name__}")
+
+
+def _range_key(v: float | str) -> Any:
+    return v if isinstance(v, float) else np.datetime64(v, "ns")
+
+
 class SourceBase(StrictModel):
-    """Base of every source: ``open()`` returns a lazy dataset."""
+    """Base of every source: ``open()`` returns a lazy dataset; ``open_window()`` that
+    dataset cut to ``time_range`` along ``time_dim`` (what a run reads)."""
 
     local_paths: ClassVar[tuple[str, ...]] = ()
+    #: True where ``open()`` applies ``time_range`` itself (a generator of the window only)
+    windows_itself: ClassVar[bool] = False
+
+    time_range: tuple[float | str, float | str] | None = Field(
+        None,
+        description="read only start <= t < end along time_dim (half-open, so consecutive "
+        "windows [a, b], [b, c] neither repeat nor drop a sample): numbers in the "
+        "coordinate's units, or ISO datetimes (UTC) for a datetime coordinate",
+    )
+    time_dim: str = Field("time", description="the dim time_range selects along")
+
+    @field_validator("time_range", mode="before")
+    @classmethod
+    def _check_range(cls, v: Any) -> Any:
+        if v is None:
+            return None
+        if not isinstance(v, list | tuple) or len(v) != 2:
+            raise ValueError("expected [start, end] (two values)")
+        a, b = (_range_value(x, n) for x, n in zip(v, ("start", "end"), strict=True))
+        if isinstance(a, float) != isinstance(b, float):
+            raise ValueError(f"start {a!r} and end {b!r} must both be numbers or both be datetimes")
+        if not _range_key(a) < _range_key(b):
+            raise ValueError(
+                f"start must be before end (the window is [start, end), end excluded), "
+                f"got start {a!r}, end {b!r}"
+            )
+        return (a, b)
 
     def open(self) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def open_window(self) -> Any:
+        """The lazy dataset of ``open()``, cut to ``time_range`` (when set)."""
+        ds = self.open()
+        if self.time_range is None or self.windows_itself:
+            return ds
+        return select_window(ds, self.time_dim, self.time_range)
+
     def describe(self) -> dict[str, Any]:
         """Provenance: the source's settings."""
         return self.model_dump(mode="json")
+
+
+def window_bounds(
+    coord: np.ndarray, dim: str, time_range: tuple[float | str, float | str]
+) -> tuple[int, int]:
+    """Index bounds ``[i0, i1)`` of the samples with ``start <= coord < end``.
+
+    ``coord`` must increase strictly; bounds are numbers for a numeric coordinate and
+    ISO datetimes for a datetime64 one. Raises SourceError naming the problem.
+    """
+    values = np.asarray(coord)
+    a, b = time_range
+    if values.dtype.kind == "M":
+        if isinstance(a, float):
+            like = np.datetime_as_string(values[0], unit="s") if values.size else "2026-01-01"
+            raise SourceError(
+                ("time_range",),
+                f"{dim!r} holds datetimes; give ISO datetimes like {like}, "
+                f"got numbers [{a:g}, {b:g}]",
+            )
+        values = values.astype("datetime64[ns]")
+        lo, hi = np.datetime64(a, "ns"), np.datetime64(b, "ns")
+    elif values.dtype.kind in "iuf":
+        if not isinstance(a, float) or not isinstance(b, float):
+            raise SourceError(
+                ("time_range",),
+                f"{dim!r} holds numbers ({values.dtype}); give numbers in its units, "
+                f"got [{a}, {b}]",
+            )
+        lo, hi = a, b
+    else:
+        raise SourceError(
+            ("time_dim",),
+            f"coordinate {dim!r} has dtype {values.dtype}; time_range needs a numeric or "
+            "datetime coordinate",
+        )
+    if values.size > 1 and not bool(np.all(values[1:] > values[:-1])):
+        raise SourceError(
+            ("time_dim",),
+            f"coordinate {dim!r} does not increase strictly; time_range needs a sorted axis",
+        )
+    i0 = int(np.searchsorted(values, lo, side="left"))
+    i1 = int(np.searchsorted(values, hi, side="left"))
+    if i1 <= i0:
+        span = f"{_show(values[0])} .. {_show(values[-1])}" if values.size else "no samples at all"
+        raise SourceError(
+            ("time_range",),
+            f"[{_show(a)}, {_show(b)}) selects no sample of {dim!r} (which spans {span})",
+        )
+    return i0, i1
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, np.datetime64):
+        return str(np.datetime_as_string(v, unit="auto"))
+    if isinstance(v, float | np.floating):
+        return f"{float(v):g}"
+    return str(v)
+
+
+def select_window(ds: Any, dim: str, time_range: tuple[float | str, float | str]) -> Any:
+    """``ds`` cut lazily to ``start <= dim < end``; dask chunks along ``dim`` kept uniform."""
+    if dim not in ds.dims:
+        raise SourceError(
+            ("time_dim",),
+            f"no dim {dim!r} in the source to apply time_range to; dims: "
+            + ", ".join(map(str, ds.dims)),
+        )
+    if dim not in ds.coords:
+        raise SourceError(
+            ("time_dim",), f"dim {dim!r} has no coordinate; time_range selects by coordinate"
+        )
+    i0, i1 = window_bounds(ds[dim].values, dim, time_range)
+    chunk = 0
+    for var in ds.variables.values():
+        if var.chunks is not None and dim in var.dims:
+            chunk = max(chunk, *var.chunks[var.dims.index(dim)])
+    out = ds.isel({dim: slice(i0, i1)})
+    if chunk and i0 % chunk:
+        out = out.chunk({dim: chunk})  # blocks from the window's start, as a fresh open gives
+    return out
 
 
 def _chunk(ds: Any, chunks: Chunks | None) -> Any:
@@ -264,15 +441,26 @@ def _series_params(series: np.ndarray, seed: int, stream: int) -> np.ndarray:
 class SensorsSource(SourceBase):
     """Synthetic noisy sensor series: a few sinusoids and a trend per sensor plus noise.
 
-    Dims (sensor, time); time in seconds (float) from ``time_offset * dt``. The value at a
-    (sensor, sample) depends only on the seed and those indices, so a window
-    (``time_offset``, ``n_samples``) equals the same slice of a longer series.
+    Dims (sensor, time); sample ``i`` is at time ``i * dt`` seconds. The value at a
+    (sensor, sample) depends only on the seed and those indices, so any window equals the
+    same slice of a longer series. The window is ``time_range: [start, end]`` in seconds
+    (the samples with ``start <= i * dt < end``), or, equivalently and kept for older
+    files, ``time_offset`` (first sample index) and ``n_samples``; not both.
     """
 
     kind: Literal["sensors"] = "sensors"
+    windows_itself: ClassVar[bool] = True
     n_series: int = Field(64, ge=1, description="number of sensors")
-    n_samples: int = Field(10_000, ge=2, description="samples per sensor in this window")
-    time_offset: int = Field(0, ge=0, description="index of the first sample of the window")
+    n_samples: int | None = Field(
+        None,
+        ge=2,
+        description="samples per sensor in this window (default 10000; null with time_range)",
+    )
+    time_offset: int | None = Field(
+        None,
+        ge=0,
+        description="index of the window's first sample (default 0; null with time_range)",
+    )
     dt: float = Field(0.01, gt=0, description="sample spacing in seconds")
     noise: float = Field(0.01, ge=0, description="noise standard deviation")
     seed: int = Field(0, ge=0, description="random seed")
@@ -285,12 +473,51 @@ class SensorsSource(SourceBase):
         0.0, ge=0, description="seconds to sleep per generated chunk (simulates a slow source)"
     )
 
+    @model_validator(mode="after")
+    def _one_window(self) -> SensorsSource:
+        if self.time_range is not None:
+            both = [k for k in ("n_samples", "time_offset") if getattr(self, k) is not None]
+            if both:
+                raise ValueError(
+                    f"time_range conflicts with {', '.join(both)} (each sets the window); give "
+                    "time_range (seconds) alone, or time_offset and n_samples (set them to "
+                    "null to override a file's window with time_range)"
+                )
+            if not isinstance(self.time_range[0], float):
+                raise ValueError(
+                    "time_range: the sensors' time is in seconds from sample 0; give numbers, "
+                    f"got {list(self.time_range)}"
+                )
+        if self.time_dim != "time":
+            raise ValueError(f"time_dim: the sensors source's dim is 'time', got {self.time_dim!r}")
+        return self
+
+    def window(self) -> tuple[int, int]:
+        """(index of the first sample, number of samples) of this window.
+
+        For ``time_range`` the indices are those whose coordinate ``float(i) * dt`` (the
+        very value the ``time`` coordinate holds) satisfies ``start <= t < end``.
+        """
+        if self.time_range is None:
+            n = 10_000 if self.n_samples is None else self.n_samples
+            return (self.time_offset or 0), n
+        a, b = (float(x) for x in self.time_range)
+        i0, i1 = _first_at_or_after(a, self.dt), _first_at_or_after(b, self.dt)
+        if i1 <= i0:
+            raise SourceError(
+                ("time_range",),
+                f"[{a:g}, {b:g}) selects no sample of 'time' (samples every dt={self.dt:g} s "
+                "from 0 s)",
+            )
+        return i0, i1 - i0
+
     def _block(self, block_info: dict[Any, Any] | None = None) -> np.ndarray:
         (s0, s1), (t0, t1) = block_info[None]["array-location"]  # type: ignore[index]
         if self.delay_s:
             _time.sleep(self.delay_s)
+        offset = self.window()[0]
         return sensor_signal(
-            np.arange(s0, s1), np.arange(t0, t1) + self.time_offset, self.dt, self.noise, self.seed
+            np.arange(s0, s1), np.arange(t0, t1) + offset, self.dt, self.noise, self.seed
         ).astype(self.dtype)
 
     def open(self) -> Any:
@@ -298,7 +525,8 @@ class SensorsSource(SourceBase):
         import xarray as xr
         from dask.base import tokenize
 
-        shape = (self.n_series, self.n_samples)
+        offset, n_samples = self.window()
+        shape = (self.n_series, n_samples)
         cs = (
             min(self.chunks.get("sensor", shape[0]), shape[0]),
             min(self.chunks.get("time", shape[1]), shape[1]),
@@ -314,7 +542,7 @@ class SensorsSource(SourceBase):
             meta=np.empty((0, 0), dtype=self.dtype),
             name=f"sensors-{tokenize(self.model_dump_json())}",
         )
-        t = (np.arange(self.n_samples) + self.time_offset) * self.dt
+        t = (np.arange(n_samples) + offset) * self.dt
         return xr.Dataset(
             {self.var: (("sensor", "time"), arr, {"units": "K", "long_name": "sensor signal"})},
             coords={
@@ -323,6 +551,17 @@ class SensorsSource(SourceBase):
             },
             attrs={"title": "synthetic sensor series (deltaflow generator)"},
         )
+
+
+def _first_at_or_after(x: float, dt: float) -> int:
+    """The smallest sample index ``i >= 0`` with ``float(i) * dt >= x`` (exact, no rounding
+    slip: the same product the coordinate holds)."""
+    i = max(math.ceil(x / dt), 0)
+    while i > 0 and float(i - 1) * dt >= x:
+        i -= 1
+    while float(i) * dt < x:
+        i += 1
+    return i
 
 
 def sensor_signal(
