@@ -133,9 +133,10 @@ def test_daskjob_wires_the_runner_to_its_scheduler_and_dask_settings() -> None:
     cluster = job["spec"]["cluster"]["spec"]
     (worker,) = cluster["worker"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in worker["env"]}
-    memory = dc.load_profile(ROOT / "configs/local.yaml").dask["distributed"]["worker"]["memory"]
-    expected = dc.dask_env({"distributed": {"worker": {"memory": memory}}})
-    assert env == expected  # the same thresholds as configs/dask.yaml
+    shipped = dc.load_profile(ROOT / "configs/local.yaml").dask["distributed"]
+    memory, nanny = shipped["worker"]["memory"], shipped["nanny"]
+    expected = dc.dask_env({"distributed": {"worker": {"memory": memory}, "nanny": nanny}})
+    assert env == expected  # the same thresholds and allocator setting as configs/dask.yaml
     limit = worker["args"][worker["args"].index("--memory-limit") + 1]
     assert limit == "8GiB" and worker["resources"]["limits"]["memory"] == "8Gi"
     sched = cluster["scheduler"]
