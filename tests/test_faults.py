@@ -493,3 +493,43 @@ def test_second_writer_is_refused_while_the_first_runs(
     assert box["result"].regions_written == N_REGIONS
     assert not lock.exists()  # released at the end
     assert_same_store(sink, clean)  # not interleaved: exactly the first run's result
+
+
+# --------------------------------------------------------------------------- threaded scheduler
+
+
+def test_failing_region_on_the_threaded_scheduler_is_named_and_resumable(tmp_path: Path) -> None:
+    """No cluster: the in-process threaded scheduler gives the same error as a distributed
+    run (failed regions named, cause kept), every region that does not read the failing
+    block still finishes and is recorded, and a resume writes only the failed ones."""
+    import dask
+
+    clean = tmp_path / "clean.zarr"
+    sink = tmp_path / "out.zarr"
+    marker = tmp_path / "fault-present"
+    marker.touch()
+    cfg = _flaky(sink, marker)
+    cfg["source"].update(delay_s=0.0, fail_after_s=0.0)
+    executed: list[str] = []
+
+    class Count(dask.callbacks.Callback):  # every task runs once: shared inputs included
+        def _pretask(self, key: Any, dsk: Any, state: Any) -> None:
+            executed.append(str(key))
+
+    with Count(), pytest.raises(RunError) as info:
+        run_workflow(cfg)
+    msg = str(info.value)
+    # block (1, 2) is read by its own region and, through the 2-sample halo, its neighbours
+    failed = "; ".join(f"sensor=8-16,time={a}-{a + CT}" for a in (512, 1024, 1536))
+    assert f"failed region(s) {failed}: InjectedFault: sensor block (1, 2)" in msg, msg
+    assert "finish it with --resume" in msg, msg
+    assert isinstance(info.value.__cause__.__cause__, InjectedFault)
+    assert len(executed) == len(set(executed))
+    assert _recorded(sink) == N_REGIONS - 3  # the others settled and are in the ledger
+    marker.unlink()
+    summary = run_workflow(cfg, resume=True)
+    assert summary.complete and summary.regions_written == 3
+    run_workflow({**cfg, "sink": {**cfg["sink"], "path": str(clean)}})
+    got, want = _files(sink), _files(clean)
+    chunks = sorted(k for k in want if k.startswith(("dT_dt/c/", "temperature/c/")))
+    assert len(chunks) == 2 * N_REGIONS and all(got[k] == want[k] for k in chunks)

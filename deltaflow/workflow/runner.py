@@ -594,10 +594,19 @@ def check_cluster_spec(loaded: LoadedWorkflow, spec: Any) -> None:
 def _execute(
     built: Built, epoch: str, done: set[str], client: Any, progress: Progress | None
 ) -> tuple[int, int]:
-    """Compute and write every region not in ``done``; returns (regions, bytes) written."""
+    """Compute and write every region not in ``done``; returns (regions, bytes) written.
+
+    A failure raises RegionError naming every failed region (in grid order) and the first
+    cause, after the regions that do not depend on it have finished and been recorded
+    (on a distributed client and on the threaded scheduler alike).
+    """
+    from functools import partial
+
     import dask
     from dask.callbacks import Callback
     from dask.delayed import delayed
+
+    from .settle import Failed, settling_get
 
     grid, out, store = built.grid, built.out, built.store
     blocks = {v: out[v].data.to_delayed(optimize_graph=False) for v in built.write_vars}
@@ -652,7 +661,7 @@ def _execute(
 
                 wait(futures)
                 failed = [names.get(str(f.key), str(f.key)) for f in futures if f.status == "error"]
-                raise RegionError(sorted(failed), fut.exception())
+                raise RegionError(failed, fut.exception())
             nbytes += int(fut.result())
             written[0] += 1
             if progress:
@@ -662,13 +671,20 @@ def _execute(
     class _Tick(Callback):
         def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, id: Any) -> None:
             k = key if isinstance(key, str) else str(key)
-            if k in names:
+            if k in names and not isinstance(result, Failed):
                 written[0] += 1
                 if progress:
                     progress(base + written[0], total, names[k])
 
+    # threads: one execution of the whole graph; after a failure every region that does
+    # not depend on it still finishes (and is recorded), then the failed ones are named
+    failures: list[Failed] = []
     with _Tick():
-        results = dask.compute(*records, scheduler="threads")
+        results = dask.compute(*records, scheduler=partial(settling_get, failures=failures))
+    failed = [k for k, r in zip(names.values(), results, strict=True) if isinstance(r, Failed)]
+    if failed:
+        first = failures[0] if failures else next(r for r in results if isinstance(r, Failed))
+        raise RegionError(failed, first.exc) from first.exc
     return len(results), int(sum(results))
 
 
