@@ -111,6 +111,38 @@ def test_quick_run_writes_report(peers, tmp_path):
     # scipy's savgol ignores irregular spacing and the notes say so
     assert "ignored (mean step)" in md
     assert payload["targets"]["accuracy_cases"] > 0
+    # the throughput table carries the bandwidth bound, the fastest row a copy could give
+    (copy,) = [t for t in data["throughput"] if t["family"] == "reference"]
+    assert copy["status"] == "ok" and copy["series_per_s"] > 0
+    assert "copy (bandwidth bound)" in md
+
+
+def test_speedup_ceiling_is_copy_rate_over_peer_rate(peers):
+    tput = [
+        {
+            "package": "numpy",
+            "method": "copy",
+            "family": "reference",
+            "status": "ok",
+            "series_per_s": 1e6,
+        },
+        {
+            "package": "PyNumDiff",
+            "method": "finitediff",
+            "family": "finite difference",
+            "status": "ok",
+            "series_per_s": 1e5,
+        },
+        {
+            "package": "deltaflow",
+            "method": "finite_difference",
+            "family": "finite difference",
+            "status": "ok",
+            "series_per_s": 5e5,
+        },
+    ]
+    (pair,) = peers.evaluate_targets([], tput, "auto")["speed"]
+    assert pair["ratio"] == pytest.approx(5.0) and pair["ceiling"] == pytest.approx(10.0)
 
 
 def test_unknown_deltaflow_method_is_named(peers, tmp_path):
