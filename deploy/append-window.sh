@@ -8,8 +8,11 @@
 #   {start_s} {end_s}    the same as Unix seconds
 #   {date}               the start's UTC date, 2026-01-01 (for daily file names)
 #   {window_s}           the window length in seconds
-# e.g. `--set source.time_offset={start_s}` (the sensors source at dt 1 s, n_samples 3600)
-# or `--set source.path=/data/incoming/{date}.nc` (a file per day, DELTAFLOW_WINDOW=86400).
+# e.g. `--set 'source.time_range=[{start_s},{end_s}]'` (a source whose time is in Unix
+# seconds, like the sensors of workflows/sensor_append.yaml), `--set
+# 'source.time_range=[{start},{end}]'` (a source with datetimes), or
+# `--set source.path=/data/incoming/{date}.nc` (a file per day, DELTAFLOW_WINDOW=86400).
+# time_range is half-open, so consecutive windows neither repeat nor drop a sample.
 # Windows are aligned to multiples of their length in UTC, so a retried or late run asks
 # for the same window again, which the store refuses (exit 2) instead of writing it twice.
 #
@@ -33,7 +36,7 @@ case "$*" in
     *"{start"* | *"{end"* | *"{date}"*) ;;
     *)
         echo "deltaflow-append-window: no option names the window; give e.g." \
-            "--set 'source.time_offset={start_s}'" >&2
+            "--set 'source.time_range=[{start_s},{end_s}]'" >&2
         exit 2
         ;;
 esac

@@ -280,7 +280,7 @@ def test_append_window_fills_in_the_previous_aligned_window(tmp_path: Path) -> N
         env,
         "wf.yaml",
         "--set",
-        "source.time_offset={start_s}",
+        "source.time_range=[{start_s},{end_s}]",
         "--set",
         "source.path=/in/{date} {start}..{end}.nc",
         "--cluster",
@@ -293,7 +293,7 @@ def test_append_window_fills_in_the_previous_aligned_window(tmp_path: Path) -> N
         "run",
         "wf.yaml",
         "--set",
-        "source.time_offset=1767261600",
+        "source.time_range=[1767261600,1767265200]",
         "--set",
         "source.path=/in/2026-01-01 2026-01-01T10:00:00..2026-01-01T11:00:00.nc",
         "--cluster",
@@ -342,8 +342,7 @@ def test_scheduled_appends_end_to_end(tmp_path: Path) -> None:
         "source": {
             "kind": "sensors",
             "n_series": 4,
-            "n_samples": window,
-            "time_offset": t0,
+            "time_range": [t0, t0 + window],
             "dt": 1.0,
             "chunks": {"sensor": 4, "time": 32},
         },
@@ -370,7 +369,7 @@ def test_scheduled_appends_end_to_end(tmp_path: Path) -> None:
     wf.write_text(yaml.safe_dump(cfg, sort_keys=False))
     first = run_workflow(wf, overrides=["sink.mode=create"], environ={})  # the first window
     assert first.complete
-    args = ("--set", "source.time_offset={start_s}", "--set", "source.n_samples={window_s}")
+    args = ("--set", "source.time_range=[{start_s},{end_s}]")
     now = str(t0 + 2 * window + 5)  # the window [t0 + 64, t0 + 128) has just closed
     second = _append_window(env, str(wf), *args, DELTAFLOW_NOW=now)
     assert second.returncode == 0, second.stdout + second.stderr
@@ -378,11 +377,11 @@ def test_scheduled_appends_end_to_end(tmp_path: Path) -> None:
     stored = open_store(str(tmp_path / "out.zarr")).load()
     assert stored.sizes["time"] == 2 * window
     # a retry of that window (what the script would run again) is refused, store untouched
-    retry = [f"source.time_offset={t0 + window}", f"source.n_samples={window}"]
+    retry = [f"source.time_range=[{t0 + window}, {t0 + 2 * window}]"]
     with pytest.raises(ConfigError, match=r"re-running the same window\) are refused"):
         run_workflow(wf, overrides=retry, environ={})
     assert open_store(str(tmp_path / "out.zarr")).load().identical(stored)
-    full = {**cfg, "source": {**cfg["source"], "n_samples": 2 * window}}
+    full = {**cfg, "source": {**cfg["source"], "time_range": [t0, t0 + 2 * window]}}
     full["sink"] = {**cfg["sink"], "path": str(tmp_path / "full.zarr"), "mode": "create"}
     run_workflow(full, environ={})
     recomputed = open_store(str(tmp_path / "full.zarr")).load()
@@ -454,12 +453,89 @@ def _invocations() -> list[tuple[str, list[str]]]:
                 argv = []
                 for a in shlex.split(ln)[1:]:
                     m = re.fullmatch(r"\$\{(\w+)\[@\]\}", a)
-                    argv += arrays[m[1]] if m else [a]
+                    argv += arrays.get(m[1], []) if m else [a]  # [] : options given by hand
                 found.append((script, argv))
     service = (DEPLOY / "systemd/deltaflow@.service").read_text()
     (run_args,) = re.findall(r'^Environment="DELTAFLOW_RUN_ARGS=(.*)"$', service, re.M)
     found.append(("systemd", [*window_args, *run_args.split()]))
     return found
+
+
+def _fill_window(arg: str) -> str:
+    """An option with append-window.sh's placeholders filled for one hour."""
+    values = {
+        "{start_s}": "1767261600",
+        "{end_s}": "1767265200",
+        "{start}": "2026-01-01T10:00:00",
+        "{end}": "2026-01-01T11:00:00",
+        "{date}": "2026-01-01",
+        "{window_s}": "3600",
+    }
+    for k, v in values.items():
+        arg = arg.replace(k, v)
+    return arg
+
+
+def test_deploy_overrides_name_keys_of_the_scheduled_workflow() -> None:
+    """Every `--set` of the scheduled runs (CronJob, systemd) is a valid override of the
+    workflow they ship with (workflows/sensor_append.yaml), and it moves the window."""
+    from deltaflow.workflow import load_workflow
+    from deltaflow.workflow.runner import validate_workflow
+
+    scheduled = [(w, a) for w, a in _invocations() if w in ("CronJob", "systemd")]
+    assert len(scheduled) == 2
+    for where, argv in scheduled:
+        sets = [_fill_window(argv[i + 1]) for i, a in enumerate(argv) if a == "--set"]
+        assert sets, f"{where}: no --set moves the window"
+        wf = load_workflow(ROOT / "workflows/sensor_append.yaml", overrides=sets, environ={})
+        assert list(wf.config.source.time_range) == [1767261600.0, 1767265200.0], where
+        built = validate_workflow(
+            ROOT / "workflows/sensor_append.yaml",
+            overrides=[*sets, "sink.mode=create", "source.n_series=1"],
+            environ={},
+        )
+        assert built.source.sizes["time"] == 3600, where
+
+
+@pytest.mark.parametrize("script", ["slurm/run.sbatch", "pbs/run.pbs"])
+def test_batch_scripts_append_the_previous_window(tmp_path: Path, script: str) -> None:
+    """With DELTAFLOW_WINDOW set, the batch job appends the window of the time it was
+    submitted (DELTAFLOW_NOW) through append-window.sh; without, it runs the workflow."""
+    env = _stub_path(tmp_path, ["deltaflow"])
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin/activate").write_text("")
+    opt = "source.time_range=[{start_s},{end_s}]"
+    env = {
+        **env,
+        "DELTAFLOW_VENV": str(venv),
+        "DELTAFLOW_APPEND_WINDOW": str(DEPLOY / "append-window.sh"),
+        "DELTAFLOW_NOW": str(1767265200 + 1234),
+        "DELTAFLOW_WINDOW": "3600",
+        "PBS_O_WORKDIR": str(tmp_path),
+        "WORKFLOW": "wf.yaml",
+        "DELTAFLOW_RUN_ARGS": f"--set {opt}",
+    }
+    argv = ["wf.yaml", "prof.yaml", "--set", opt] if script.startswith("slurm") else []
+    if script.startswith("pbs"):
+        env["PROFILE"] = "prof.yaml"
+
+    def run(**extra: str) -> list[str]:
+        done = subprocess.run(
+            ["bash", str(DEPLOY / script), *argv],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    window = ["--set", "source.time_range=[1767261600,1767265200]"]
+    assert run() == ["deltaflow", "run", "wf.yaml", "--cluster", "prof.yaml", *window]
+    plain = run(DELTAFLOW_WINDOW="")
+    assert plain == ["deltaflow", "run", "wf.yaml", "--cluster", "prof.yaml", "--set", opt]
 
 
 def test_deploy_files_name_only_existing_cli_flags() -> None:
