@@ -112,6 +112,49 @@ def test_table_source_with_datetimes_and_a_timezone(tmp_path):
     assert list(ds.value.sel(sensor=1).values) == [109.0, 110.0, 111.0]
 
 
+def _mask_of(ds: xr.Dataset, dim: str, a, b) -> xr.Dataset:
+    t = ds[dim].values
+    return ds.isel({dim: np.flatnonzero((t >= a) & (t < b))})
+
+
+@pytest.mark.parametrize(
+    ("kind", "settings", "dim", "window"),
+    [
+        ("trajectories", {"system": "decay", "n_systems": 2, "n_samples": 200}, "time", (0.1, 0.2)),
+        ("gbm", {"n_paths": 3, "n_samples": 253}, "time", (1.0, 4.5)),
+        ("black_scholes", {}, "time", (0.5, 1.0)),
+        ("function", {"function": "sphere"}, "x", (-1.0, 0.5)),
+    ],
+)
+def test_generated_sources_cut_like_a_mask(kind, settings, dim, window):
+    cls = SOURCES[kind]
+    whole = cls(**settings).open_window().load()
+    cut = cls(**settings, time_range=list(window), time_dim=dim).open_window()
+    want = _mask_of(whole, dim, *window)
+    assert 0 < cut.sizes[dim] < whole.sizes[dim]
+    xr.testing.assert_identical(cut.load(), want)
+
+
+@pytest.mark.parametrize("kind", ["netcdf", "parquet"])
+def test_file_sources_cut_lazily(tmp_path, kind):
+    t = np.arange(0.0, 50.0, 0.25)
+    ds = xr.Dataset(
+        {"v": (("s", "time"), np.outer([1.0, 2.0], np.cos(t)))}, coords={"s": [0, 1], "time": t}
+    )
+    if kind == "netcdf":
+        path = tmp_path / "x.nc"
+        ds.to_netcdf(path)
+        src = SOURCES["netcdf"](path=str(path), chunks={"time": 40}, time_range=[10, 20.25])
+    else:
+        path = tmp_path / "x.parquet"
+        ds.to_dataframe().reset_index().to_parquet(path)
+        src = SOURCES["parquet"](path=str(path), dims=["s", "time"], time_range=[10, 20.25])
+    cut = src.open_window()
+    assert cut.v.chunks is not None  # still lazy
+    np.testing.assert_array_equal(cut.time.values, t[(t >= 10) & (t < 20.25)])
+    np.testing.assert_array_equal(cut.v.values, _mask_of(ds, "time", 10, 20.25).v.values)
+
+
 # --------------------------------------------------------------------------- errors
 
 

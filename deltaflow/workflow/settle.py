@@ -102,7 +102,8 @@ def settling_get(
 
         return pool.submit(run)
 
-    with Pool(n) as pool:
+    pool = Pool(n)
+    try:
         return get_async(
             submit,
             n,
@@ -113,3 +114,6 @@ def settling_get(
             get_id=threading.get_ident,
             **kwargs,
         )
+    finally:
+        # nothing is pending after a full run; after an interrupt do not wait for the queue
+        pool.shutdown(wait=False, cancel_futures=True)
