@@ -3,6 +3,7 @@ scheduled appends of consecutive windows that equal one run over all the data.""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -290,3 +291,19 @@ def test_sensor_windows_appended_from_the_command_line_equal_one_full_run(tmp_pa
     want = open_store(str(tmp_path / "full.zarr")).load()
     assert want.sizes["time"] == 1000
     assert_same_result(got, want, ("temperature", "d2", "d3"))
+
+
+def test_a_skipped_window_is_refused_and_covered_by_starting_at_the_stored_end(tmp_path):
+    wf = _sensor_wf(tmp_path, "app.zarr", "create", "a.yaml")
+    run_workflow(wf, overrides=["source.time_range=[0, 2]"], environ={})
+    app = _sensor_wf(tmp_path, "app.zarr", "append", "b.yaml")
+    with pytest.raises(ConfigError) as info:
+        run_workflow(app, overrides=["source.time_range=[3, 4]"], environ={})
+    msg = str(info.value)
+    assert "source.time_range: append: the window starts at 3.0, but the store's last" in msg
+    assert "[2.0, 3.0) would never be written" in msg
+    run_workflow(app, overrides=["source.time_range=[2, 4]"], environ={})
+    state = json.loads((tmp_path / "app.zarr" / "_deltaflow" / "state.json").read_text())
+    assert state["window_end"] == 4.0
+    assert [h["time_range"] for h in state["history"]] == [[0.0, 2.0], [2.0, 4.0]]
+    assert open_store(str(tmp_path / "app.zarr")).sizes["time"] == 400

@@ -16,7 +16,9 @@ the input tail stored by the previous run (``2 * halo + chunk`` samples), the st
 that, and the regions from the last chunk touched by the old edge's halo onwards are
 (re)written, so the store equals a run over all the data at once. Appending a window that
 does not start after the stored end (overlapping, out of order, or the same window again)
-is refused: re-running the same window is an error, not a no-op.
+is refused: re-running the same window is an error, not a no-op. With ``source.time_range``
+along the append dim the store also records where the window ended, and an append whose
+window starts later is refused too: the samples in between would never be written.
 """
 
 from __future__ import annotations
@@ -410,6 +412,8 @@ def _append_setup(
                 )
             ]
         )
+    if not resuming:
+        _check_no_gap(loaded, state, dim)
     try:
         joined = xr.concat(
             [tail, source.chunk({dim: -1}) if not source.chunks else source],
@@ -439,6 +443,41 @@ def _append_setup(
         "chunk": state.get("chunks", {}).get(dim),
         "joined": joined,
     }
+
+
+def _window_end(loaded: LoadedWorkflow, dim: str | None) -> float | str | None:
+    """The end of the source's time_range when it windows ``dim`` (else None)."""
+    src = loaded.config.source
+    rng = getattr(src, "time_range", None)
+    if rng is None or dim is None or getattr(src, "time_dim", None) != dim:
+        return None
+    return rng[1]
+
+
+def _check_no_gap(loaded: LoadedWorkflow, state: dict[str, Any], dim: str) -> None:
+    """Refuse a time_range append that starts after the previous window's end: the samples
+    in between would never be written (a missed or late scheduled run)."""
+    from .sources import range_key
+
+    src = loaded.config.source
+    prev = state.get("window_end")
+    rng = getattr(src, "time_range", None)
+    if prev is None or rng is None or getattr(src, "time_dim", None) != dim:
+        return
+    start = rng[0]
+    if isinstance(prev, float | int) != isinstance(start, float | int):
+        return  # numbers then datetimes: the coordinate check reports that
+    if range_key(start) > range_key(prev):
+        raise loaded.error(
+            [
+                Problem(
+                    ("source", "time_range"),
+                    f"append: the window starts at {start}, but the store's last window "
+                    f"ended at {prev}: [{prev}, {start}) would never be written; append "
+                    f"that window first, or start this one at {prev} to include it",
+                )
+            ]
+        )
 
 
 # --------------------------------------------------------------------------- run
@@ -901,6 +940,7 @@ def _run_locked(
             "end": end,
             "regions": n,
             "workflow_sha256": loaded.sha256,
+            "time_range": _json_range(loaded.config.source),
         }
     ]
     sizes = {d: e[-1] for d, e in zip(built.grid.dims, built.grid.edges, strict=True)}
@@ -912,6 +952,8 @@ def _run_locked(
         "sizes": sizes,
         "history": history,
         "workflow_sha256": loaded.sha256,
+        # where the next time_range window must start (None: not windowed by time_range)
+        "window_end": _window_end(loaded, sink.append_dim),
     }
     state.pop("append", None)
     store.write_state(state)
@@ -934,6 +976,11 @@ def _run_locked(
         seconds=time.perf_counter() - t0,
         complete=True,
     )
+
+
+def _json_range(source: Any) -> list[Any] | None:
+    rng = getattr(source, "time_range", None)
+    return None if rng is None else list(rng)
 
 
 def _keys(grid: RegionGrid) -> set[str]:

@@ -89,7 +89,8 @@ def _range_value(v: Any, name: str) -> float | str:
     raise ValueError(f"{name}: expected a number or an ISO datetime, got {type(v).__name__}")
 
 
-def _range_key(v: float | str) -> Any:
+def range_key(v: float | str) -> Any:
+    """A time_range bound as a comparable value (float, or datetime64[ns])."""
     return v if isinstance(v, float) else np.datetime64(v, "ns")
 
 
@@ -119,7 +120,7 @@ class SourceBase(StrictModel):
         a, b = (_range_value(x, n) for x, n in zip(v, ("start", "end"), strict=True))
         if isinstance(a, float) != isinstance(b, float):
             raise ValueError(f"start {a!r} and end {b!r} must both be numbers or both be datetimes")
-        if not _range_key(a) < _range_key(b):
+        if not range_key(a) < range_key(b):
             raise ValueError(
                 f"start must be before end (the window is [start, end), end excluded), "
                 f"got start {a!r}, end {b!r}"
