@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -234,12 +235,69 @@ def run_kernel(
     if flip:
         y = xp.flip(y, axis=-1)
         x = x[::-1].copy()
-    if chosen is None:
-        chosen = spec.choose(y, x, order, params, xp) if spec.choose is not None else {}
-    out = spec.apply(y, x, order, params, chosen, xp, smoothed)
+    out, chosen = _blocked(spec, y, x, order, params, chosen, xp, smoothed)
     if flip:
         out = Output(
             xp.flip(out.derivative, axis=-1),
             None if out.smoothed is None else xp.flip(out.smoothed, axis=-1),
         )
     return KernelRun(out, chosen)
+
+
+def _blocked(
+    spec: MethodSpec,
+    y: Any,
+    x: np.ndarray,
+    order: int,
+    params: MethodParams,
+    chosen: dict[str, Any] | None,
+    xp: Any,
+    smoothed: bool,
+) -> tuple[Output, dict[str, Any]]:
+    """``choose`` (when ``chosen`` is None) and ``apply``, on blocks of ``spec.block_bytes``.
+
+    Rows are independent, so each block of whole series gives what the full batch would;
+    the outputs are written into arrays allocated once. Without ``block_bytes``, or for a
+    batch that fits in one block, the kernel sees the batch as it is.
+    """
+    n = y.shape[-1]
+    rows = math.prod(y.shape[:-1])
+    per = None
+    if spec.block_bytes is not None and n and rows > 1:
+        per = max(1, spec.block_bytes // (n * y.dtype.itemsize))
+    if per is None or per >= rows:
+        if chosen is None:
+            chosen = spec.choose(y, x, order, params, xp) if spec.choose is not None else {}
+        return spec.apply(y, x, order, params, chosen, xp, smoothed), chosen
+    y2 = xp.reshape(y, (rows, n))
+    flat = None if chosen is None else {k: _rows(v, rows, xp) for k, v in chosen.items()}
+    parts: dict[str, list[Any]] = {}
+    deriv = sm = None
+    for a in range(0, rows, per):
+        b = min(a + per, rows)
+        yb = y2[a:b]
+        if flat is None:
+            cb = spec.choose(yb, x, order, params, xp) if spec.choose is not None else {}
+            for k, v in cb.items():
+                parts.setdefault(k, []).append(_rows(v, b - a, xp))
+        else:
+            cb = {k: v[a:b] for k, v in flat.items()}
+        o = spec.apply(yb, x, order, params, cb, xp, smoothed)
+        if deriv is None:
+            deriv = xp.empty((rows, n), dtype=o.derivative.dtype)
+            if o.smoothed is not None:
+                sm = xp.empty((rows, n), dtype=o.smoothed.dtype)
+        deriv[a:b] = o.derivative
+        if sm is not None:
+            sm[a:b] = o.smoothed
+    if flat is None:
+        shape = y.shape[:-1]
+        chosen = {k: xp.reshape(xp.concat(v), shape) for k, v in parts.items()}
+    out = Output(xp.reshape(deriv, y.shape), None if sm is None else xp.reshape(sm, y.shape))
+    return out, chosen
+
+
+def _rows(v: Any, rows: int, xp: Any) -> Any:
+    """A per-series choice as a flat (rows,) array (scalars broadcast)."""
+    a = v if hasattr(v, "shape") else xp.asarray(v)
+    return xp.reshape(xp.broadcast_to(a, (rows,)) if a.ndim == 0 else a, (rows,))

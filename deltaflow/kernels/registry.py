@@ -21,6 +21,12 @@ The call contract, for y of shape (..., n) and x of shape (n,):
 ``footprint(order, params) -> int | None``
     Samples needed on each side of a chunk (the halo) so that chunked == unchunked; None
     means global: a point's result depends on the whole series.
+
+``block_bytes``
+    For methods whose temporaries are many times their input (spectra, cross-validation
+    halves): the caller hands ``choose`` and ``apply`` at most this many input bytes of
+    series at a time, so a worker's memory per task stays bounded whatever the chunk size.
+    Series are independent, so the result is the same (the batched == one-by-one contract).
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ class MethodSpec:
     gpu: bool = False
     has_smoothed: bool = False
     min_samples: Callable[[int, MethodParams], int] = field(default=lambda order, p: order + 1)
+    block_bytes: int | None = None
 
     @property
     def orders(self) -> tuple[int, ...]:

@@ -280,5 +280,6 @@ SPEC = register(
         nan_omit=False,
         gpu=False,
         has_smoothed=True,
+        block_bytes=1 << 22,  # spectra and their products: ~13x the input (measured)
     )
 )
