@@ -103,27 +103,38 @@ def roughness(
         return np.full(rows, np.nan)
     ncoef = deg + 1
     nb_max = max(1, min(max_blocks, n // (3 * ncoef)))
+    # every block of every split (b + 1 blocks for b < nb_max) as columns of two sparse-
+    # looking matrices, so that all fits of all rows are two matrix products: Q holds each
+    # block's orthonormal polynomial basis (z = y Q gives the fit, the residual and, through
+    # R, the coefficients), S each block's indicator (sums of squares)
+    blocks = [(b, lo, hi) for b in range(nb_max) for lo, hi in _split_bounds(n, b + 1)]
+    nk = len(blocks)
+    qmat = np.zeros((n, nk * ncoef))
+    smat = np.zeros((n, nk))
+    grams = np.empty((nk, ncoef, ncoef))
+    split = np.empty(nk, dtype=np.int64)
+    noise = np.zeros(nb_max)
+    for k, (b, lo, hi) in enumerate(blocks):
+        xb = x[lo:hi]
+        mid = 0.5 * (xb[0] + xb[-1])
+        half = 0.5 * (xb[-1] - xb[0])
+        t = (xb - mid) / half
+        qm, rm = np.linalg.qr(t[:, None] ** np.arange(ncoef))
+        qmat[lo:hi, k * ncoef : (k + 1) * ncoef] = qm
+        smat[lo:hi, k] = 1.0
+        dq = derivative_rows(t, deg, q) / half**q  # (L, ncoef)
+        m = dq @ np.linalg.inv(rm)  # the q-th derivative of the fit is m @ z
+        grams[k] = m.T @ m
+        noise[b] += np.trace(grams[k])  # ||m Q^T||_F^2: the fit's noise in R, per sigma^2
+        split[k] = b
+    z = (y2 @ qmat).reshape(rows, nk, ncoef)
+    ss = (y2 * y2) @ smat  # (rows, nk)
+    proj = np.einsum("rkc,rkc->rk", z, z)
+    raw_k = np.einsum("rkc,kcd,rkd->rk", z, grams, z, optimize=True)
     rss = np.zeros((nb_max, rows))
     raw = np.zeros((nb_max, rows))
-    noise = np.zeros(nb_max)
-    for b in range(nb_max):
-        for lo, hi in _split_bounds(n, b + 1):
-            xb = x[lo:hi]
-            mid = 0.5 * (xb[0] + xb[-1])
-            half = 0.5 * (xb[-1] - xb[0])
-            t = (xb - mid) / half
-            # orthonormal basis of the block's polynomials: z = Q^T y gives the fit, the
-            # residual and (through R) the coefficients, in one product per block
-            qm, rm = np.linalg.qr(t[:, None] ** np.arange(ncoef))
-            yb = y2[:, lo:hi]
-            z = yb @ qm  # (rows, ncoef)
-            proj = np.einsum("ij,ij->i", z, z)
-            rss[b] += np.maximum(np.einsum("ij,ij->i", yb, yb) - proj, 0.0)
-            dq = derivative_rows(t, deg, q) / half**q  # (L, ncoef)
-            m = dq @ np.linalg.inv(rm)  # the q-th derivative of the fit is m @ z
-            gram = m.T @ m
-            raw[b] += np.einsum("ij,ij->i", z @ gram, z)
-            noise[b] += np.trace(gram)  # ||m Q^T||_F^2: the fit's noise in R, per sigma^2
+    np.add.at(rss, split, np.maximum(ss - proj, 0.0).T)
+    np.add.at(raw, split, raw_k.T)
     dof_max = n - nb_max * ncoef
     s2_ref = rss[-1] / dof_max if dof_max > 0 else np.zeros(rows)
     s2_ref = np.maximum(s2_ref, sigma**2)
