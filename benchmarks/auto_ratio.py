@@ -7,9 +7,13 @@ hindsight with the truth, from a grid per registered method. Errors are RMS over
 interior (10 % trimmed at each end) and averaged over the series of a case.
 
     python benchmarks/auto_ratio.py [--series 10] [--n 201] [--time 2000x1000]
+    python benchmarks/auto_ratio.py --peers [--method spectral]
 
 ``--time RxN`` also times ``auto`` (orders 1 and 2, choice and derivative) on R noisy sin
-series of N samples, best of two runs.
+series of N samples, best of two runs. ``--peers`` instead reruns deltaflow (``auto``, or
+``--method``) on the signals and noise seeds of benchmarks/peers.py and divides its interior
+and whole-range RMSE by the best oracle-tuned peer's stored in
+benchmarks/results/peers.json (seconds, not the 15 minutes of a full peers run).
 """
 
 from __future__ import annotations
@@ -87,13 +91,75 @@ def _time_auto(rows: int, n: int) -> None:
         print(f"auto on {rows} x {n}, order {order}: {best:.1f} s")
 
 
+def _peer_ratios(method: str) -> None:
+    """deltaflow on peers.py's cases against the stored best oracle-tuned peer (noise >= 1 %)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    sys.path.insert(0, str(here))
+    import peers
+
+    rows = json.loads((here / "results" / "peers.json").read_text())["accuracy"]
+    best: dict[tuple, float] = {}
+    for r in rows:
+        if r["package"] == "deltaflow" or not r["setting"].startswith("oracle-"):
+            continue
+        if r["status"] != "ok":
+            continue
+        key = (r["signal"], r["noise"], r["order"], r["setting"][7:])
+        v = r[f"rmse_{r['setting'][7:]}"]
+        best[key] = min(best.get(key, np.inf), v)
+    print(f"deltaflow {method} over the best oracle-tuned peer (peers.json), interior / whole")
+    ratios: dict[tuple[int, str], list[float]] = {}
+    t0 = time.perf_counter()
+    for si, sig in enumerate(peers.make_signals()):
+        levels = peers.NOISE_LEVELS
+        Y = np.stack(
+            [peers.add_noise(sig.truth(0), lv, seed=1000 * si + li) for li, lv in enumerate(levels)]
+        )
+        for order in (1, 2):
+            if sig.irregular and not dfl.get_method(method).irregular:
+                continue
+            d, ch = dfl.differentiate_array(
+                Y, sig.x, method=method, order=order, return_choices=True
+            )
+            for li, lv in enumerate(levels):
+                if lv < peers.TARGET_NOISE:
+                    continue
+                e = peers.score(sig, order, d[li])
+                out = []
+                for key, v in zip(("interior", "whole"), e, strict=True):
+                    r = v / best[(sig.name, lv, order, key)]
+                    ratios.setdefault((order, key), []).append(r)
+                    out.append(f"{v:8.4f} {r:6.2f}")
+                pick = ""
+                if "method" in ch:
+                    pick = dfl.kernels.auto.CANDIDATES[int(ch["method"][li])]
+                print(f"{sig.name:26} {lv:5.2f} {order}  {'  '.join(out)}  {pick}")
+    for (order, key), rs in sorted(ratios.items()):
+        rs = np.array(rs)
+        tgt = 1.25 if order == 1 else 1.5
+        print(
+            f"order {order} {key:8}: geometric mean {np.exp(np.mean(np.log(rs))):.2f}, "
+            f"max {rs.max():.2f}, within {tgt}: {np.sum(rs <= tgt)}/{rs.size}"
+        )
+    print(f"({time.perf_counter() - t0:.0f} s)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--series", type=int, default=10)
     ap.add_argument("--n", type=int, default=201)
     ap.add_argument("--candidates", default=None, help="comma-separated auto candidates")
     ap.add_argument("--time", default=None, help="also time auto on ROWSxN series")
+    ap.add_argument("--peers", action="store_true", help="against peers.json's oracle peers")
+    ap.add_argument("--method", default="auto", help="deltaflow method for --peers")
     args = ap.parse_args()
+    if args.peers:
+        _peer_ratios(args.method)
+        return
     if args.time:
         _time_auto(*(int(v) for v in args.time.lower().split("x")))
     rng = np.random.default_rng(7)

@@ -78,10 +78,11 @@ def test_candidates_restrict_the_choice():
         y, x, method="auto", candidates=("spectral",), return_choices=True
     )
     assert np.all(chosen["method"] == CANDIDATES.index("spectral"))
-    assert set(chosen) == {"method", "spectral.cutoff"}
-    # spectral competes with its own cutoff, recorded from the whole series
+    assert set(chosen) == {"method", "spectral.cutoff", "spectral.extension"}
+    # spectral competes with its own cutoff and extension, recorded from the whole series
     own = get_method("spectral").choose(y, x, 1, get_method("spectral").make_params(), np)
     np.testing.assert_allclose(chosen["spectral.cutoff"], own["cutoff"])
+    np.testing.assert_array_equal(chosen["spectral.extension"], own["extension"])
 
 
 def test_uniform_only_candidates_drop_out_on_irregular_x():

@@ -28,12 +28,15 @@ relative to their range, take ``finite_difference`` with ``accuracy=4``: nothing
 Measured (benchmarks/auto_ratio.py, sin / exp / two-frequency / Black-Scholes call at 1-10 %
 noise, 10 series per case, interior RMSE), as geometric means over the cases of the RMSE
 over that of the best method and parameter chosen in hindsight with the truth: 201 samples
-1.20x (order 1, 8 of 12 cases within 1.25x) and 1.56x (order 2, 6 of 12 within 1.5x);
-401 samples 1.15x (9 of 12) and 1.33x (8 of 12). The misses are the two-frequency signal and
-Black-Scholes Gamma (a fit that needs different smoothing in different parts of the series)
-and sin's second derivative at 1 % noise on 201 samples (2.3x: both smoothing choices
-under-smooth for it). Before the blend and spectral's own cutoff (201 samples): 1.26x and
-1.69x.
+1.36x (order 1, 6 of 12 cases within 1.25x) and 1.66x (order 2, 5 of 12 within 1.5x);
+401 samples 1.40x (7 of 12) and 1.89x (6 of 12). These ratios rose from 1.20x / 1.56x and
+1.15x / 1.33x when spectral learned to treat sin over whole periods as periodic: the best
+in hindsight on sin fell 3-7x (1 % noise, order 1: 0.0140 -> 0.0032), auto's own RMSE less
+(0.0167 -> 0.0110; order 2 0.0445 -> 0.0312), as the cross-validation still often picks the
+spline there. Against the peers (--peers: the published signals, best oracle-tuned peer):
+order 1 1.18x interior / 1.40x whole range (was 1.53x / 2.11x), order 2 1.53x / 1.82x (was
+2.15x / 3.26x). The other misses are the two-frequency signal and Black-Scholes Gamma (a fit
+that needs different smoothing in different parts of the series).
 """
 
 from __future__ import annotations
