@@ -39,6 +39,7 @@ that have a hidden kink or jump at the wrap (sin over half a period; sin plus a 
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from types import ModuleType
@@ -69,6 +70,11 @@ LINE = 30.0
 # a periodic extension is considered only where the value and slope at the wrap agree from
 # both sides within this many of their typical interior deviations (see _wrap_mismatch)
 WRAP_Z = 4.0
+# at most this many interior points give the typical deviation (evenly spaced), and the
+# fits at the wrap use at most WRAP_WINDOW samples on either side (a fifth of the series
+# below that): the test costs rows * WRAP_POINTS * WRAP_WINDOW
+WRAP_POINTS = 128
+WRAP_WINDOW = 64
 # a band's median power counts as signal (lost by a cutoff, or unresolved) only this many
 # standard errors above the noise floor
 BAND_Z = 3.0
@@ -353,30 +359,48 @@ def _side_weights(k: int, at: float) -> np.ndarray:
     return np.stack([np.array([1.0, at, at * at]) @ proj, np.array([0.0, 1.0, 2.0 * at]) @ proj])
 
 
+@functools.lru_cache(maxsize=4)
+def _wrap_filters(n: int, kind: str) -> np.ndarray:
+    """(n, 2 + 2P) weights: value and slope differences at the wrap, then at P interior points.
+
+    Each column gives, from a series, the difference between the quadratic least-squares
+    fits to the k samples before a point and the k after it (value, then slope); the first
+    two columns straddle the wrap of ``kind``. Built once per length (a matrix product then
+    does every series and point at once).
+    """
+    k = int(np.clip(n // 5, 4, WRAP_WINDOW))
+    gap = 0 if kind == "closed" else 1  # closed: y[n-1] and y[0] are the same point
+    left = _side_weights(k, k - 1 + 0.5 * gap)  # from the k samples ending at the point
+    right = _side_weights(k, -0.5 * gap)  # from the k samples starting at it
+    shift = k - 1 if kind == "closed" else k  # closed: the two windows share the middle one
+    count = n - k - shift + 1
+    starts = np.unique(np.linspace(0, count - 1, min(count, WRAP_POINTS)).astype(np.int64))
+    w = np.zeros((n, 2 + 2 * starts.size))
+    w[n - k :, :2] += left.T
+    w[:k, :2] -= right.T
+    t = np.arange(k)
+    for j, s in enumerate(starts):
+        w[s + t, 2 + 2 * j : 4 + 2 * j] += left.T
+        w[s + shift + t, 2 + 2 * j : 4 + 2 * j] -= right.T
+    w.setflags(write=False)
+    return w
+
+
 def _wrap_mismatch(y2: np.ndarray, kind: str) -> np.ndarray:
     """Per series (rows,): how far the periodic extension ``kind`` is from smooth at the wrap.
 
-    Quadratic least-squares fits to the last and the first ``k`` samples give the value and
-    slope at the wrap from either side. Their differences are divided by their typical size
-    at interior points (the same two fits on either side of each point, where the series is
-    continuous by construction: noise plus the fits' own error on this signal, measured
-    robustly by the median absolute difference); the larger of the two ratios is returned.
+    Quadratic least-squares fits to the last and the first ``k`` samples (a fifth of the
+    series, at most ``WRAP_WINDOW``) give the value and slope at the wrap from either side.
+    Their differences are divided by their typical size at interior points (the same two
+    fits on either side of up to ``WRAP_POINTS`` points, where the series is continuous by
+    construction: noise plus the fits' own error on this signal, measured robustly by the
+    median absolute difference); the larger of the two ratios is returned.
     """
-    n = y2.shape[-1]
-    k = int(np.clip(n // 5, 4, 64))
-    gap = 0 if kind == "closed" else 1  # closed: y[n-1] and y[0] are the same point
-    left = _side_weights(k, k - 1 + 0.5 * gap)  # from the k samples ending at the wrap
-    right = _side_weights(k, -0.5 * gap)  # from the k samples starting at it
-    at_wrap = y2[:, n - k :] @ left.T - y2[:, :k] @ right.T  # (rows, 2): value, slope
-    wl = np.lib.stride_tricks.sliding_window_view(y2, k, axis=-1)
-    if kind == "closed":  # the two windows share the middle sample
-        a, b = wl[:, : n - 2 * k + 2], wl[:, k - 1 : n - k + 1]
-    else:
-        a, b = wl[:, : n - 2 * k + 1], wl[:, k : n - k + 1]
-    inner = np.einsum("rik,jk->rij", a, left) - np.einsum("rik,jk->rij", b, right)
-    scale = np.median(np.abs(inner), axis=1) / _MAD_NORMAL
+    rows, n = y2.shape
+    d = (y2 @ _wrap_filters(n, kind)).reshape(rows, -1, 2)
+    scale = np.median(np.abs(d[:, 1:]), axis=1) / _MAD_NORMAL
     tiny = 1e-12 * (np.ptp(y2, axis=-1, keepdims=True) + 1e-300)
-    return np.max(np.abs(at_wrap) / (scale + tiny), axis=-1)
+    return np.max(np.abs(d[:, 0]) / (scale + tiny), axis=-1)
 
 
 def _residual_beyond(power: np.ndarray, m: int, keep: np.ndarray) -> np.ndarray:
@@ -417,6 +441,20 @@ def _kinds(params: SpectralParams, n: int) -> tuple[str, ...]:
     return EXTENSIONS if n >= 8 else ("reflect",)
 
 
+def _kind_spectrum(
+    y2: np.ndarray, x: np.ndarray, h: float, order: int, params: SpectralParams, kind: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Power (rows, nb), noise floor (rows,), cutoff (rows,) and FFT length of one extension."""
+    prep = _prepare(y2, x, h, order, params, np, kind)
+    power = _power(_spectrum(prep, np), np)
+    floor = _floor(power, prep, np)
+    if params.cutoff is not None:
+        cut = np.full(y2.shape[0], float(params.cutoff))
+    else:
+        cut = _choose_cutoff(power, floor, order, params.taper, np)
+    return power, floor, cut, prep.ext.shape[-1]
+
+
 def _choose(
     y: Any, x: np.ndarray, order: int, params: SpectralParams, xp: ModuleType
 ) -> dict[str, Any]:
@@ -424,69 +462,40 @@ def _choose(
     if params.cutoff is not None and len(kinds) == 1:
         return {"cutoff": xp.full(y.shape[:-1], params.cutoff, dtype=xp.float64)}
     h = _check_uniform(x)
-    y64 = xp.astype(y, xp.float64) if hasattr(xp, "astype") else y.astype(np.float64)
-    cuts, powers, floors, sizes = [], [], [], []
-    for kind in kinds:
-        prep = _prepare(y64, x, h, order, params, xp, kind)
-        power = _power(_spectrum(prep, xp), xp)
-        floor = _floor(power, prep, xp)
-        if params.cutoff is not None:
-            cuts.append(xp.full(y.shape[:-1], params.cutoff, dtype=xp.float64))
-        else:
-            cuts.append(_choose_cutoff(power, floor, order, params.taper, xp))
-        powers.append(power)
-        floors.append(floor)
-        sizes.append(prep.ext.shape[-1])
-    if len(kinds) == 1:
-        return {"cutoff": cuts[0]}
-    # the reflection's floor is the noise variance for every extension (a periodic
-    # extension of a series that is not periodic leaks signal into its top half)
-    shape = y.shape[:-1]
-    var = np.asarray(to_numpy(floors[0]), dtype=np.float64).reshape(-1) / sizes[0]
-    est = np.stack(
-        [
-            _estimated_error(
-                np.asarray(to_numpy(p)).reshape(-1, p.shape[-1]),
-                m,
-                kind == "reflect",
-                np.asarray(to_numpy(c)).reshape(-1),
-                params.taper,
-                order,
-                var,
-                powers[0].shape[-1] - powers[0].shape[-1] // 2,
-            )
-            for kind, p, m, c in zip(kinds, powers, sizes, cuts, strict=True)
+    shape, n = y.shape[:-1], y.shape[-1]
+    y2 = np.asarray(to_numpy(y), dtype=np.float64).reshape(-1, n)
+    power, floor, cut, m = _kind_spectrum(y2, x, h, order, params, kinds[0])
+    code = np.full(y2.shape[0], EXTENSIONS.index(kinds[0]), dtype=np.int64)
+    # periodic extensions compete only where they continue smoothly across the wrap
+    ok = {k: _wrap_mismatch(y2, k) <= WRAP_Z for k in kinds[1:]}
+    cand = np.flatnonzero(np.any(np.stack(list(ok.values())), axis=0)) if ok else []
+    if len(cand):
+        # the reflection's floor is the noise variance for every extension (a periodic
+        # extension of a series that is not periodic leaks signal into its top half)
+        var = floor[cand] / m
+        top = power.shape[-1] - power.shape[-1] // 2
+        est = [_estimated_error(power[cand], m, True, cut[cand], params.taper, order, var, top)]
+        cuts, pw = [cut[cand]], {}
+        for k in kinds[1:]:
+            pw[k], _, c, mk = _kind_spectrum(y2[cand], x, h, order, params, k)
+            cuts.append(c)
+            e = _estimated_error(pw[k], mk, False, c, params.taper, order, var, top)
+            est.append(e * (1.0 + PERIODIC_MARGIN))
+        # only the one of the two whose period matches the sampling (see its notes)
+        bins = [
+            np.rint(c * (pw[k].shape[-1] - 1)) for c, k in zip(cuts[1:], kinds[1:], strict=True)
         ]
-    )
-    # a periodic extension competes only where it continues smoothly at the wrap, and only
-    # the smoother of the two (they differ by whether the last sample repeats the first)
-    y2 = np.asarray(to_numpy(y64)).reshape(-1, y.shape[-1])
-    per = [i for i, kind in enumerate(kinds) if kind != "reflect"]
-    pw = {
-        k: np.asarray(to_numpy(p)).reshape(-1, p.shape[-1])
-        for k, p in zip(kinds, powers, strict=True)
-    }
-    bins = [
-        np.rint(np.asarray(to_numpy(cuts[i])).reshape(-1) * (pw[kinds[i]].shape[-1] - 1))
-        for i in per
-    ]
-    keep = np.minimum(*bins).astype(np.int64)
-    closed = _closed_fits_better(y2, pw, keep)
-    for i in per:
-        ok = _wrap_mismatch(y2, kinds[i]) <= WRAP_Z
-        ok &= closed if kinds[i] == "closed" else ~closed
-        est[i] = np.where(ok, est[i], np.inf)
-    # a periodic extension must beat the reflection by PERIODIC_MARGIN to be used
-    est[1:] *= 1.0 + PERIODIC_MARGIN
-    code = np.argmin(est, axis=0)
-    cut = np.choose(code, [np.asarray(to_numpy(c)).reshape(-1) for c in cuts])
-    return {
-        "cutoff": asarray_like(cut.reshape(shape), xp, dtype=xp.float64),
-        "extension": asarray_like(
-            np.array([EXTENSIONS.index(kinds[c]) for c in range(len(kinds))])[code].reshape(shape),
-            xp,
-        ),
-    }
+        closed = _closed_fits_better(y2[cand], pw, np.minimum(*bins).astype(np.int64))
+        for i, k in enumerate(kinds[1:], start=1):
+            good = ok[k][cand] & (closed if k == "closed" else ~closed)
+            est[i] = np.where(good, est[i], np.inf)
+        best = np.argmin(np.stack(est), axis=0)
+        code[cand] = np.array([EXTENSIONS.index(k) for k in kinds])[best]
+        cut[cand] = np.choose(best, cuts)
+    out = {"cutoff": asarray_like(cut.reshape(shape), xp, dtype=xp.float64)}
+    if len(kinds) > 1:
+        out["extension"] = asarray_like(code.reshape(shape), xp)
+    return out
 
 
 def _apply_one(
