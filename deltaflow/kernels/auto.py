@@ -34,11 +34,12 @@ end errors in the derivative nor the periodic FFT's lack of them.
 Measured (benchmarks/auto_ratio.py, sin / exp / two-frequency / Black-Scholes call at 1-10 %
 noise, 10 series per case, interior RMSE), as geometric means over the cases of the RMSE
 over that of the best method and parameter chosen in hindsight with the truth: 201 samples
-1.26x (order 1, 7 of 12 cases within 1.25x) and 1.40x (order 2, 7 of 12 within 1.5x);
-401 samples 1.10x (9 of 12) and 1.23x (8 of 12). Against the peers (--peers: the published
-signals, one series per case, best oracle-tuned peer; interior / whole range): order 1
-1.02x / 1.11x, order 2 1.34x / 1.45x (before spectral's periodic extensions and the bonus:
-1.53x / 2.11x and 2.15x / 3.26x). The bonus alone (0.5 against 0): peers order 1 1.18x /
+1.25x (order 1, 7 of 12 cases within 1.25x; whole range 1.40x) and 1.35x (order 2, 7 of 12
+within 1.5x; whole range 1.47x); 401 samples 1.10x (9 of 12; 1.16x) and 1.23x (8 of 12;
+1.26x). Against the peers (--peers: the published signals, one series per case, best
+oracle-tuned peer; interior / whole range): order 1 1.02x / 1.11x, order 2 1.18x / 1.25x
+(before spectral's periodic extensions and the bonus: 1.53x / 2.11x and 2.15x / 3.26x).
+The bonus alone (0.5 against 0, before spectral counted its lowest bins): peers order 1 1.18x /
 1.40x -> 1.02x / 1.11x, order 2 1.53x / 1.82x -> 1.34x / 1.45x; auto_ratio 201 samples
 1.36x / 1.66x -> 1.26x / 1.40x. Its cost where spectral takes a periodic extension by
 mistake (10 % noise, a kink or jump at the wrap hidden by the noise: sin over half a

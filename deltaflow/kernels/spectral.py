@@ -29,7 +29,7 @@ the top half of the spectrum.
 Measured (benchmarks/auto_ratio.py --peers --method spectral: the signals and noise of
 benchmarks/peers.py at 1-10 %, one series each, RMSE over that of the best oracle-tuned
 peer, geometric means, interior / whole range): order 1 3.45 / 4.07 with the reflection
-always, 1.36 / 1.38 with the extension chosen; order 2 4.94 / 6.21 -> 1.70 / 1.69. On
+always, 1.36 / 1.38 with the extension chosen; order 2 4.94 / 6.21 -> 1.44 / 1.38. On
 sin over whole periods the chosen extension is exact without noise (1e-16, was 3e-6) and
 at 1 % noise gives 2.4e-3 (was 2.8e-2). Misfires measured (20 series per case, 101-401
 samples): none on exp, Black-Scholes, damped oscillator, cos over 3/4 period or a cubic
@@ -290,12 +290,14 @@ def _choose_cutoff(power: Any, floor: Any, order: int, taper: float, xp: ModuleT
 
 
 def _bands(nb: int) -> list[tuple[int, int]]:
-    """Octave bands of rfft bins, from the top half down, each at least 4 bins wide."""
+    """Bands of rfft bins: octaves from the top half down while 4 bins wide, then single bins
+    down to bin 1 (where a smooth series' signal is: dropping it must count)."""
     out, hi = [], nb
     lo = nb // 2
     while lo >= 1 and hi - lo >= 4:
         out.append((lo, hi))
         hi, lo = lo, lo // 2
+    out.extend((j, j + 1) for j in range(hi - 1, 0, -1))
     return out
 
 
