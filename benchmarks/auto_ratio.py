@@ -63,7 +63,11 @@ def grids(sigma: float) -> dict[str, list[dict]]:
             for d in (3, 5)
             for s in 10.0 ** np.arange(-2.0, 11.01, 0.5)
         ],
-        "spectral": [{"cutoff": float(c)} for c in np.geomspace(0.004, 1.0, 28)],
+        "spectral": [
+            {"cutoff": float(c), "periodic": p}
+            for c in np.geomspace(0.004, 1.0, 28)
+            for p in (None, False, True)
+        ],
         "tvr": [{"alpha": float(a) * sigma} for a in np.geomspace(0.1, 1e6, 15)],
         "savgol": [{"window": w, "polyorder": p} for p in (2, 3, 4) for w in range(p + 3, 160, 6)],
         "kalman": [{}],
