@@ -29,7 +29,7 @@ the top half of the spectrum.
 Measured (benchmarks/auto_ratio.py --peers --method spectral: the signals and noise of
 benchmarks/peers.py at 1-10 %, one series each, RMSE over that of the best oracle-tuned
 peer, geometric means, interior / whole range): order 1 3.45 / 4.07 with the reflection
-always, 1.36 / 1.38 with the extension chosen; order 2 4.94 / 6.21 -> 1.44 / 1.38. On
+always, 1.31 / 1.33 with the extension chosen; order 2 4.94 / 6.21 -> 1.39 / 1.34. On
 sin over whole periods the chosen extension is exact without noise (1e-16, was 3e-6) and
 at 1 % noise gives 2.4e-3 (was 2.8e-2). Misfires measured (20 series per case, 101-401
 samples, two seeds): none on exp, Black-Scholes, damped oscillator, cos over 3/4 period or
@@ -63,9 +63,11 @@ from .registry import MethodParams, MethodSpec, Output, register
 THRESHOLD = {1: 4.0, 2: 9.0}
 # where the chosen bin sits in the roll-off: its midpoint (as a fraction of the roll-off)
 # for a spectrum that falls off smoothly, its start (full gain) where the chosen bin is a
-# line (power above LINE times the floor and LINE times either neighbour: a sinusoid of a
-# periodic series, which a half gain would halve)
+# line (power above LINE times the floor and both neighbours below 1 / LINE of it or, for a
+# periodic extension, below LINE_SIDE times the floor: a sinusoid, which a half gain would
+# halve; a strong bin of a smooth spectrum has strong neighbours)
 ROLLOFF = 0.5
+LINE_SIDE = 10.0
 # a bin this many times the noise floor is signal even when its neighbours are not (the
 # chance that a chi-square noise bin reaches it is below 1e-7)
 LINE = 30.0
@@ -258,7 +260,9 @@ def _floor(power: Any, prep: _Prepared, xp: ModuleType) -> Any:
     return med / (_CHI2_1_MEDIAN if prep.kind == "reflect" else _CHI2_2_MEDIAN)
 
 
-def _choose_cutoff(power: Any, floor: Any, order: int, taper: float, xp: ModuleType) -> Any:
+def _choose_cutoff(
+    power: Any, floor: Any, order: int, taper: float, xp: ModuleType, kind: str = "reflect"
+) -> Any:
     """Per-series cutoff (fraction of Nyquist) minimising the estimated derivative error."""
     nb = power.shape[-1]
     floor = floor[..., None]
@@ -288,7 +292,10 @@ def _choose_cutoff(power: Any, floor: Any, order: int, taper: float, xp: ModuleT
         xp.take_along_axis(pad, best[..., None], axis=-1)[..., 0],
         xp.take_along_axis(pad, best[..., None] + 2, axis=-1)[..., 0],
     )
-    line = (at > LINE * floor[..., 0]) & (at > LINE * side)
+    lone = at > LINE * side
+    if kind != "reflect":  # a periodic series' spectrum is lines on a noise floor
+        lone = lone | (side < LINE_SIDE * floor[..., 0])
+    line = (at > LINE * floor[..., 0]) & lone
     roll = xp.where(line, 0.0, ROLLOFF)
     cut = xp.clip(frac / (1.0 + roll * taper), 0.0, 1.0)
     return xp.where(best >= last, 1.0, cut)
@@ -458,7 +465,7 @@ def _kind_spectrum(
     if params.cutoff is not None:
         cut = np.full(y2.shape[0], float(params.cutoff))
     else:
-        cut = _choose_cutoff(power, floor, order, params.taper, np)
+        cut = _choose_cutoff(power, floor, order, params.taper, np, kind)
     return power, floor, cut, prep.ext.shape[-1]
 
 
@@ -523,7 +530,7 @@ def _apply_one(
     nb = spec.shape[-1]
     if cutoff is None:
         power = _power(spec, xp)
-        cutoff = _choose_cutoff(power, _floor(power, prep, xp), order, params.taper, xp)
+        cutoff = _choose_cutoff(power, _floor(power, prep, xp), order, params.taper, xp, kind)
     if hasattr(cutoff, "shape"):
         cutoff = asarray_like(cutoff, xp, dtype=dt)
     gain = _gain(np.arange(nb) / (nb - 1), cutoff, params.taper, xp, dt)
