@@ -167,7 +167,7 @@ def test_periodic_series_prefer_spectral_and_others_do_not():
     y = periodic + 0.03 * np.ptp(periodic) * rng.standard_normal((6, x.size))
     p = get_method("auto").make_params()
     ch = get_method("auto").choose(y, x, 2, p, np)
-    assert np.all(ch["spectral.extension"] != 0)
+    assert np.mean(ch["spectral.extension"] != 0) >= 0.8
     assert np.mean(ch["method"] == CANDIDATES.index("spectral")) >= 0.8
     true = -np.sin(x) - 14.7 * np.sin(7 * x)
     d = dfl.differentiate_array(y, x, method="auto", order=2)

@@ -34,11 +34,11 @@ end errors in the derivative nor the periodic FFT's lack of them.
 Measured (benchmarks/auto_ratio.py, sin / exp / two-frequency / Black-Scholes call at 1-10 %
 noise, 10 series per case, interior RMSE), as geometric means over the cases of the RMSE
 over that of the best method and parameter chosen in hindsight with the truth (spectral's
-grid includes ``periodic`` None / False / True): 201 samples 1.27x (order 1, 6 of 12 cases
-within 1.25x; whole range 1.54x) and 1.55x (order 2, 5 of 12 within 1.5x; whole range
-2.05x); 401 samples 1.11x (8 of 12; 1.26x) and 1.33x (7 of 12; 1.68x). Against the peers
+grid includes ``periodic`` None / False / True): 201 samples 1.29x (order 1, 6 of 12 cases
+within 1.25x; whole range 1.57x) and 1.55x (order 2, 5 of 12 within 1.5x; whole range
+2.05x); 401 samples 1.11x (8 of 12; 1.26x) and 1.33x (7 of 12; 1.67x). Against the peers
 (--peers: the published signals, one series per case, best oracle-tuned peer; interior /
-whole range): order 1 0.99x / 1.07x, order 2 1.15x / 1.21x (before spectral's periodic
+whole range): order 1 0.99x / 1.07x, order 2 1.07x / 1.13x (before spectral's periodic
 extensions and the bonus: 1.53x / 2.11x and 2.15x / 3.26x). The bonus alone (0.5 against
 0, before spectral counted its lowest bins): peers order 1 1.18x / 1.40x -> 1.02x / 1.11x,
 order 2 1.53x / 1.82x -> 1.34x / 1.45x. Its cost where spectral takes a periodic extension

@@ -29,7 +29,7 @@ the top half of the spectrum.
 Measured (benchmarks/auto_ratio.py --peers --method spectral: the signals and noise of
 benchmarks/peers.py at 1-10 %, one series each, RMSE over that of the best oracle-tuned
 peer, geometric means, interior / whole range): order 1 3.45 / 4.07 with the reflection
-always, 1.31 / 1.33 with the extension chosen; order 2 4.94 / 6.21 -> 1.39 / 1.34. On
+always, 1.31 / 1.33 with the extension chosen; order 2 4.94 / 6.21 -> 1.28 / 1.23. On
 sin over whole periods the chosen extension is exact without noise (1e-16, was 3e-6) and
 at 1 % noise gives 2.4e-3 (was 2.8e-2). Misfires measured (20 series per case, 101-401
 samples, two seeds): none on exp, Black-Scholes, damped oscillator, cos over 3/4 period or
@@ -436,7 +436,7 @@ def _closed_fits_better(
     """Per series: is the period (n-1)h ("closed") a better fit than n*h ("periodic")?
 
     The two differ only in whether the last sample repeats the first. The sum of
-    squared residuals of the same number of harmonics (``keep``, the fewer that either
+    squared residuals of the same number of harmonics (``keep``, the more that either
     extension's cutoff kept) is smaller under the period that matches the sampling: under
     the other the series' lines fall between bins and leak. "closed" fits n - 1 samples
     with the first and last averaged; their spread about that mean is added back.
@@ -496,10 +496,13 @@ def _choose(
             e = _estimated_error(pw[k], mk, False, c, params.taper, order, var, top)
             est.append(e * (1.0 + PERIODIC_MARGIN))
         # only the one of the two whose period matches the sampling (see its notes)
+        # with the harmonics either kept (its chosen bin, where the roll-off may begin)
+        reach = 1.0 + ROLLOFF * params.taper
         bins = [
-            np.rint(c * (pw[k].shape[-1] - 1)) for c, k in zip(cuts[1:], kinds[1:], strict=True)
+            np.rint(c * reach * (pw[k].shape[-1] - 1))
+            for c, k in zip(cuts[1:], kinds[1:], strict=True)
         ]
-        closed = _closed_fits_better(y2[cand], pw, np.minimum(*bins).astype(np.int64))
+        closed = _closed_fits_better(y2[cand], pw, np.maximum(*bins).astype(np.int64))
         for i, k in enumerate(kinds[1:], start=1):
             good = ok[k][cand] & (closed if k == "closed" else ~closed)
             est[i] = np.where(good, est[i], np.inf)
