@@ -158,6 +158,24 @@ def test_spline_smoothing_blends_cross_validation_and_maximum_likelihood(monkeyp
     np.testing.assert_allclose(both / res, np.round(both / res), atol=1e-6)
 
 
+def test_spline_picks_use_the_corrected_ends():
+    """A spline pick is the quintic spline with Speckman's end correction at its smoothing."""
+    x = np.linspace(0.0, 2.0, 121)
+    y = np.exp(x) + 0.05 * np.random.default_rng(7).standard_normal((3, x.size))
+    for order in (1, 2):
+        d, ch = dfl.differentiate_array(
+            y, x, method="auto", order=order, candidates=("spline",), return_choices=True
+        )
+        assert (ch["method"] == CANDIDATES.index("spline")).all()
+        sm = ch["spline.smoothing"]
+        for r in range(3):
+            kw = {"order": order, "degree": 5, "smoothing": float(sm[r])}
+            ref = dfl.differentiate_array(y[r], x, method="spline", ends="corrected", **kw)
+            np.testing.assert_allclose(d[r], ref, rtol=1e-10, atol=1e-10)
+            nat = dfl.differentiate_array(y[r], x, method="spline", **kw)
+            assert np.max(np.abs(nat - ref)) > 1e-3 * np.max(np.abs(ref))
+
+
 def test_periodic_series_prefer_spectral_and_others_do_not():
     from deltaflow.kernels import auto
 

@@ -552,6 +552,64 @@ def fit_rss(g: Gains, y: np.ndarray) -> np.ndarray:
     return out[:, 0]
 
 
+def end_correction(
+    g: Gains, y: np.ndarray, order: int, scale: float, fitted: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`smooth` with the boundary bias of the natural spline removed at each end.
+
+    The natural spline of degree 2d-1 reproduces polynomials of degree below 2d away from
+    the ends but not at them (its derivatives d ... 2d-2 vanish there). Speckman's partial
+    spline corrects this: with ``X = w**d`` (w the coordinate mapped to [-1, 1]) and S the
+    smoother, the estimate is ``S y + (I - S) X beta`` where beta regresses the residual
+    ``y - S y`` on ``(I - S) X``. ``(I - S) X`` lives near the ends, so each half of the
+    range gets its own beta (two one-parameter regressions over disjoint samples); the
+    derivative adds ``beta (D X - D S X)`` on that half. beta is shrunk by ``t2 / (1 + t2)``,
+    t2 its squared t statistic (noise variance from the regression's residual mean square): the
+    correction's variance grows with the smoothing and outweighs the bias it removes where
+    the ends are well determined (measured in ``auto``'s notes). Per series, not linear in y.
+    """
+    rows, n = y.shape
+    d = g.d
+    obs = g.obs
+    u = g.u
+    half = max(float(u[-1] - u[0]) / 2.0, 1e-300)
+    w = (u - u[0]) / half - 1.0
+    shape = w**d
+    if order > d:
+        dshape = np.zeros(n)
+    else:
+        fall = float(np.prod(np.arange(d - order + 1, d + 1)))  # d! / (d - order)!
+        dshape = fall * w ** (d - order) / half**order
+    both = np.concatenate([y, np.where(obs, shape, 0.0)[None, :]])
+    out, fit = smooth(g, both, order, scale, True)
+    resid = np.where(obs, y - fit[:rows], 0.0)
+    r_x = np.where(obs, shape - fit[rows], 0.0)  # (I - S) X at the observed samples
+    c_x = dshape * scale - out[rows]  # D (I - S) X
+    deriv = out[:rows].copy()
+    fit_y = fit[:rows].copy() if fitted else None
+    left = w < 0.0
+    sides, betas = [], []
+    for side in (left, ~left):
+        rx = np.where(side, r_x, 0.0)
+        norm = float(rx @ rx)
+        if norm <= 1e-16 * float(shape[side] @ shape[side]):  # S reproduces X: no correction
+            continue
+        sides.append((side, norm))
+        betas.append(resid @ rx / norm)  # (rows,)
+        resid = resid - betas[-1][:, None] * rx
+    # noise variance: the residual mean square after the correction's regression
+    s2 = np.einsum("rt,rt->r", resid, resid) / max(float(obs.sum()) - len(sides), 1.0)
+    for (side, norm), beta in zip(sides, betas, strict=True):
+        # shrunk by b^2 / (b^2 + var), the weight that minimises the corrected estimate's
+        # mean squared error along (I - S) X, with b^2 estimated by beta^2
+        t2 = beta**2 * norm / np.maximum(s2, 1e-300)
+        beta = beta * (t2 / (1.0 + t2))
+        deriv[:, side] += beta[:, None] * c_x[side]
+        if fit_y is not None:
+            fit_y[:, side] += beta[:, None] * (shape[side] - fit[rows, side])
+    return deriv, fit_y
+
+
 def smooth_by_ratio(
     u: np.ndarray,
     y2: np.ndarray,
@@ -563,10 +621,12 @@ def smooth_by_ratio(
     scale: float,
     smoothed: bool,
     like: np.ndarray,
+    correct_ends: bool = False,
 ) -> Output:
     """Smooth rows (rows, n) whose noise ratio (rows,) is set; rows sharing a ratio and a
     NaN pattern share one set of gains. Unusable rows (or ratios <= 0) come back NaN.
-    The result has the shape and dtype of ``like`` (the kernel's input y)."""
+    ``correct_ends`` adds :func:`end_correction`. The result has the shape and dtype of
+    ``like`` (the kernel's input y)."""
     rows, n = y2.shape
     deriv = np.full((rows, n), np.nan)
     fitted = np.full((rows, n), np.nan) if smoothed else None
@@ -579,7 +639,10 @@ def smooth_by_ratio(
         ys = y2 if whole else y2[r_idx]
         if not obs.all():
             ys = np.where(obs, ys, 0.0)
-        out, fit = smooth(gn, ys, order, scale, smoothed)
+        if correct_ends:
+            out, fit = end_correction(gn, ys, order, scale, smoothed)
+        else:
+            out, fit = smooth(gn, ys, order, scale, smoothed)
         if whole:
             deriv, fitted = out, fit
         else:

@@ -18,6 +18,13 @@ the hat matrix's trace from the smoothed variances; the GCV choice is then multi
 ``DERIVATIVE_FACTOR`` (measured: the smoothing that predicts the signal best is too small
 for its derivatives). Orders below m are state components; higher orders (up to 3) come
 from the spline's polynomial on each interval, exact for the spline.
+
+The natural spline's derivatives m ... 2m-2 vanish at the ends, which biases its
+derivatives there (a boundary bias that grows with the smoothing). ``ends='corrected'``
+adds Speckman's partial-spline correction, one coefficient per half of the range fitted to
+the residuals and shrunk by its t statistic (``_statespace.end_correction``): it recovers a
+polynomial of degree m exactly, ends included. ``auto`` uses it (measured there); the
+default stays the penalised natural spline, the criterion above.
 """
 
 from __future__ import annotations
@@ -64,6 +71,14 @@ class SplineParams(MethodParams):
     degree: Literal[3, 5] = Field(
         5,
         description="spline degree: 3 penalises f'' (cubic), 5 penalises f''' (quintic)",
+    )
+    ends: Literal["natural", "corrected"] = Field(
+        "natural",
+        description=(
+            "'natural': the penalised spline as it is (its high derivatives vanish at the "
+            "ends, which biases derivatives there); 'corrected': plus Speckman's boundary "
+            "correction, one fitted coefficient per half of the range"
+        ),
     )
 
 
@@ -136,7 +151,17 @@ def _apply(
     with np.errstate(divide="ignore"):
         ratio = 1.0 / lam.reshape(rows)
     return ss.smooth_by_ratio(
-        u, y2, nan, _usable(nan, params, m), ratio, m, order, step**-order, smoothed, y
+        u,
+        y2,
+        nan,
+        _usable(nan, params, m),
+        ratio,
+        m,
+        order,
+        step**-order,
+        smoothed,
+        y,
+        correct_ends=params.ends == "corrected",
     )
 
 
