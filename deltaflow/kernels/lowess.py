@@ -27,7 +27,7 @@ import numba
 import numpy as np
 from pydantic import Field, field_validator
 
-from ._bandwidth import choose_window
+from ._bandwidth import _nanmedian, choose_window
 from ._localpoly import tricube, tricube_reach
 from ._stencil import _pool, _threads_for, local_window_starts
 from ._xp import asarray_like, to_numpy
@@ -268,7 +268,7 @@ def _scale(y2: np.ndarray, x: np.ndarray, windows: Any, params: LowessParams) ->
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(res, axis=1)
+            med = _nanmedian(res, axis=1)  # vectorised; np.nanmedian goes row by row
             size = np.nanmax(np.abs(y2), axis=1)
     scale = SCALE_MADS * med
     # exact (noise-free) fits: no reweighting, as if the scale were infinite
