@@ -201,3 +201,28 @@ def test_periodic_series_prefer_spectral_and_others_do_not():
     ye = np.exp(xe) + 0.03 * np.ptp(np.exp(xe)) * rng.standard_normal((6, xe.size))
     che = get_method("auto").choose(ye, xe, 2, p, np)
     assert np.all(che["spectral.extension"] == 0)
+
+
+def test_noise_free_series_take_the_most_accurate_finite_differences() -> None:
+    """Exact data: truncation is the only error, so the highest accuracy that fits is used."""
+    from deltaflow.kernels.auto import clean_accuracy
+
+    x = np.linspace(0.0, 2.0, 201)
+    rng = np.random.default_rng(11)
+    clean = np.exp(x)
+    noisy = clean + 0.01 * np.ptp(clean) * rng.standard_normal(x.size)
+    y = np.stack([clean, noisy, 2.0 * clean])
+    d, ch = dfl.differentiate_array(y, x, method="auto", return_choices=True)
+    fd = CANDIDATES.index("finite_difference")
+    assert list(ch["method"][[0, 2]]) == [fd, fd]
+    assert list(ch["finite_difference.accuracy"]) == [8, 4, 8]
+    rel = np.sqrt(np.mean((d[0] - clean) ** 2)) / np.sqrt(np.mean(clean**2))
+    assert rel < 1e-12  # accuracy 4 gave 3e-10 here
+    # batched == one by one, the accuracy going with each series
+    for i in range(3):
+        np.testing.assert_allclose(
+            dfl.differentiate_array(y[i], x, method="auto"), d[i], rtol=1e-12, atol=1e-12
+        )
+    # short series get the highest accuracy their length allows
+    assert clean_accuracy(1, 201) == 8
+    assert clean_accuracy(2, 8) < 8

@@ -23,8 +23,10 @@ What was picked is returned by ``choose``: ``method`` (an integer code, the inde
 ``CANDIDATES``) and each tuned candidate's parameter under ``"<method>.<parameter>"``
 (arrays of shape ``y.shape[:-1]``); ``apply`` runs each picked method on its own series
 with those values. Series whose noise estimate (from high-order differences) is zero,
-relative to their range, take ``finite_difference`` with ``accuracy=4``: nothing to smooth;
-those for which spectral chose a periodic extension take spectral instead (exact there).
+relative to their range, take ``finite_difference`` with the highest accuracy their length
+allows (``clean_accuracy``, recorded as ``finite_difference.accuracy``; 4 for the others):
+nothing to smooth, so truncation is the only error; those for which spectral chose a
+periodic extension take spectral instead (exact there).
 
 Where spectral chose a periodic extension for a series (it continues smoothly across the
 wrap, see spectral's notes), its cross-validation error counts ``PERIODIC_BONUS`` less:
@@ -109,6 +111,9 @@ SLACK = 0.5
 PERIODIC_BONUS = 0.5
 # noise below this fraction of a series' range counts as none (rounding, not measurement)
 NOISE_FREE = 1e-9
+# accuracy of the finite-difference candidate on noisy series (its one-sided ends amplify
+# noise more at higher accuracy); noise-free series get ``clean_accuracy``
+FD_ACCURACY = 4
 
 
 class AutoParams(MethodParams):
@@ -210,10 +215,26 @@ TUNINGS: dict[str, Tuning] = {
 }
 
 
+def clean_accuracy(order: int, n: int) -> int:
+    """Finite-difference accuracy for noise-free series of n samples: the highest that fits.
+
+    Measured with finite_difference on the peers' noise-free signals (benchmarks/peers.py):
+    accuracy 8 instead of 4 takes exp, Black-Scholes, the damped oscillator and irregular sin
+    from 1e-9..1e-6 to 1e-14..1e-11 (relative RMSE). Only series whose noise estimate is
+    below ``NOISE_FREE`` get it: of those signals, exp at 201 samples (3e-10 -> 2e-14);
+    at coarser sampling the high-order differences behind the estimate are not yet zero.
+    """
+    fd = get_method("finite_difference")
+    for acc in (8, 6, 4, 2):
+        if fd.min_samples(order, fd.make_params({"accuracy": acc})) <= n:
+            return acc
+    return 2
+
+
 def _cand_params(name: str) -> MethodParams:
     spec = get_method(name)
     if name == "finite_difference":
-        return spec.make_params({"accuracy": 4})
+        return spec.make_params({"accuracy": FD_ACCURACY})
     tune = TUNINGS.get(name)
     return spec.make_params(tune.fixed if tune is not None else {})
 
@@ -412,6 +433,9 @@ def _choose(
         exact = names.index("spectral") if "spectral" in names else -1
         fd = names.index("finite_difference")
         choice = np.where(clean, np.where(periodic & (exact >= 0), exact, fd), choice)
+        # exact data: the highest accuracy the length allows (truncation is all the error)
+        acc = np.where(clean, clean_accuracy(order, x.shape[0]), FD_ACCURACY)
+        chosen["finite_difference.accuracy"] = acc.reshape(shape)
     chosen["method"] = codes[choice].reshape(shape)
     return {k: asarray_like(v, xp) for k, v in chosen.items()}
 
@@ -437,7 +461,6 @@ def _apply(
         name = CANDIDATES[int(code)]
         spec = get_method(name)
         rows = np.flatnonzero(codes == code)
-        ridx = asarray_like(rows, xp, dtype=xp.int64)
         prefix = f"{name}."
         sub = {
             k[len(prefix) :]: np.asarray(to_numpy(v)).reshape(-1)[rows]
@@ -447,10 +470,18 @@ def _apply(
         tn = TUNINGS.get(name)
         if tn is not None and tn.integer_odd and tn.param in sub:
             sub[tn.param] = sub[tn.param].astype(np.int64)
-        out = spec.apply(xp.take(y2, ridx, axis=0), x, order, _cand_params(name), sub, xp, smoothed)
-        deriv[ridx] = out.derivative
-        if smoothed:
-            sm[ridx] = out.smoothed if out.smoothed is not None else xp.take(y2, ridx, axis=0)
+        # one call per parameter set: the finite-difference rows may differ in accuracy
+        groups = [(np.ones(rows.size, dtype=bool), _cand_params(name))]
+        if name == "finite_difference" and "accuracy" in sub:
+            acc = sub.pop("accuracy").astype(np.int64)
+            groups = [(acc == a, spec.make_params({"accuracy": int(a)})) for a in np.unique(acc)]
+        for mask, p in groups:
+            gidx = asarray_like(rows[mask], xp, dtype=xp.int64)
+            gsub = {k: v[mask] for k, v in sub.items()}
+            out = spec.apply(xp.take(y2, gidx, axis=0), x, order, p, gsub, xp, smoothed)
+            deriv[gidx] = out.derivative
+            if smoothed:
+                sm[gidx] = out.smoothed if out.smoothed is not None else xp.take(y2, gidx, axis=0)
     return Output(deriv.reshape(shape), None if sm is None else sm.reshape(shape))
 
 
