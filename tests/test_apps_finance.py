@@ -81,6 +81,9 @@ def test_all_greeks_from_a_clean_surface_match_closed_forms():
             # prices were built on the time-to-expiry axis: calendar theta = -dC/dtau
             err = _rel_rmse(est, scale[u] * g[name])
             assert err < 2e-3, (name, u, err)
+    # as documented: Delta is read by key; the attribute is deltaflow's accessor
+    assert isinstance(out["delta"], xr.DataArray)
+    assert not isinstance(out.delta, xr.DataArray) and hasattr(out.delta, "differentiate")
 
 
 def test_noisy_surface_with_smoothing_chunked_and_many_at_once():

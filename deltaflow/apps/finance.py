@@ -59,7 +59,9 @@ def greeks(
     -------
     Dataset with ``delta``, ``gamma`` (spot); ``vega``, ``volga`` (vol); ``rho`` (rate);
     ``theta`` (time); ``vanna`` (spot and vol); ``charm`` (spot and time): those whose
-    dims exist. Units follow the coordinates' units.
+    dims exist. Units follow the coordinates' units. Read Delta as ``g["delta"]``:
+    ``g.delta`` is deltaflow's Dataset accessor, which takes precedence over attribute
+    access to a variable of that name.
     """
     if not isinstance(prices, xr.DataArray):
         raise TypeError(f"prices must be an xarray.DataArray, got {type(prices).__name__}")
