@@ -226,3 +226,17 @@ def test_noise_free_series_take_the_most_accurate_finite_differences() -> None:
     # short series get the highest accuracy their length allows
     assert clean_accuracy(1, 201) == 8
     assert clean_accuracy(2, 8) < 8
+
+
+def test_noise_free_is_recognised_on_coarse_samples_and_noise_is_not() -> None:
+    """Coarse exact data leave a truncation term in the order-4 noise estimate; the least
+    estimate over higher orders removes it, while noise stays at sigma for every order."""
+    x = np.linspace(60.0, 140.0, 101)
+    clean = np.exp(-(((x - 100.0) / 25.0) ** 2)) + 0.01 * x  # smooth, exact
+    noisy = clean + 1e-7 * np.ptp(clean) * np.random.default_rng(2).standard_normal(x.size)
+    d, ch = dfl.differentiate_array(np.stack([clean, noisy]), x, method="auto", return_choices=True)
+    assert list(ch["finite_difference.accuracy"]) == [8, 4]
+    assert ch["method"][0] == CANDIDATES.index("finite_difference")
+    truth = -2.0 * (x - 100.0) / 25.0**2 * np.exp(-(((x - 100.0) / 25.0) ** 2)) + 0.01
+    rel = np.sqrt(np.mean((d[0] - truth) ** 2)) / np.sqrt(np.mean(truth**2))
+    assert rel < 1e-9

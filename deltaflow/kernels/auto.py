@@ -22,11 +22,12 @@ few sets of spline gains.
 What was picked is returned by ``choose``: ``method`` (an integer code, the index into
 ``CANDIDATES``) and each tuned candidate's parameter under ``"<method>.<parameter>"``
 (arrays of shape ``y.shape[:-1]``); ``apply`` runs each picked method on its own series
-with those values. Series whose noise estimate (from high-order differences) is zero,
-relative to their range, take ``finite_difference`` with the highest accuracy their length
-allows (``clean_accuracy``, recorded as ``finite_difference.accuracy``; 4 for the others):
-nothing to smooth, so truncation is the only error; those for which spectral chose a
-periodic extension take spectral instead (exact there).
+with those values. Series whose least noise estimate over difference orders 4-12
+(``noise_floor``) is zero, relative to their range, take ``finite_difference`` with the
+highest accuracy their length allows (``clean_accuracy``, recorded as
+``finite_difference.accuracy``; 4 for the others): nothing to smooth, so truncation is the
+only error; those for which spectral chose a periodic extension take spectral instead
+(exact there).
 
 Where spectral chose a periodic extension for a series (it continues smoothly across the
 wrap, see spectral's notes), its cross-validation error counts ``PERIODIC_BONUS`` less:
@@ -111,6 +112,10 @@ SLACK = 0.5
 PERIODIC_BONUS = 0.5
 # noise below this fraction of a series' range counts as none (rounding, not measurement)
 NOISE_FREE = 1e-9
+# difference orders whose noise estimates decide "noise-free": on exact smooth data the
+# estimate falls like h**k towards rounding (1e-17..1e-12 of the range at k = 12 on the
+# peers' signals), on noisy data it stays at sigma for every k
+CLEAN_ORDERS = (4, 6, 8, 10, 12)
 # accuracy of the finite-difference candidate on noisy series (its one-sided ends amplify
 # noise more at higher accuracy); noise-free series get ``clean_accuracy``
 FD_ACCURACY = 4
@@ -215,14 +220,24 @@ TUNINGS: dict[str, Tuning] = {
 }
 
 
+def noise_floor(y2: np.ndarray, x: np.ndarray, sigma4: np.ndarray) -> np.ndarray:
+    """Per row (rows,): the least noise estimate over difference orders ``CLEAN_ORDERS``.
+
+    ``sigma4`` is the order-4 estimate already computed. A smooth signal sampled coarsely
+    leaves a truncation term in the order-4 estimate (1e-8 of the range for exp on 101
+    samples) that higher orders remove; noise does not go away with the order.
+    """
+    est = [sigma4] + [noise_sigma(y2, np, k=k, x=x) for k in CLEAN_ORDERS if k != 4]
+    return np.min(np.stack(est), axis=0)
+
+
 def clean_accuracy(order: int, n: int) -> int:
     """Finite-difference accuracy for noise-free series of n samples: the highest that fits.
 
     Measured with finite_difference on the peers' noise-free signals (benchmarks/peers.py):
     accuracy 8 instead of 4 takes exp, Black-Scholes, the damped oscillator and irregular sin
-    from 1e-9..1e-6 to 1e-14..1e-11 (relative RMSE). Only series whose noise estimate is
-    below ``NOISE_FREE`` get it: of those signals, exp at 201 samples (3e-10 -> 2e-14);
-    at coarser sampling the high-order differences behind the estimate are not yet zero.
+    from 1e-9..1e-6 to 1e-14..1e-11 (relative RMSE); series whose ``noise_floor`` is below
+    ``NOISE_FREE`` of their range get it.
     """
     fd = get_method("finite_difference")
     for acc in (8, 6, 4, 2):
@@ -428,7 +443,7 @@ def _choose(
         k = names.index("spectral")
         errs[k] = np.where(periodic, errs[k] * (1.0 - PERIODIC_BONUS), errs[k])
     choice = pick(errs, params.margin)
-    clean = sigma <= NOISE_FREE * np.where(spread > 0, spread, 1.0)
+    clean = noise_floor(y2, x, sigma) <= NOISE_FREE * np.where(spread > 0, spread, 1.0)
     if "finite_difference" in names:
         exact = names.index("spectral") if "spectral" in names else -1
         fd = names.index("finite_difference")
