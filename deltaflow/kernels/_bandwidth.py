@@ -31,6 +31,7 @@ import warnings
 import numpy as np
 
 from ._localpoly import centre_weights, derivative_rows, end_weights
+from ._noise import difference_weights
 
 NOISE_DIFF_ORDER = 6
 MAX_BLOCKS = 8
@@ -64,12 +65,7 @@ def noise_sigma(y2: np.ndarray, x: np.ndarray, m: int = NOISE_DIFF_ORDER) -> np.
     m = min(m, n - 1)
     if m < 1:
         return np.full(y2.shape[0], np.nan)
-    idx = np.arange(n - m)[:, None] + np.arange(m + 1)
-    nodes = x[idx]  # (n - m, m + 1)
-    diff = nodes[:, :, None] - nodes[:, None, :]
-    diff[:, np.arange(m + 1), np.arange(m + 1)] = 1.0
-    a = 1.0 / np.prod(diff, axis=2)
-    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    a = difference_weights(x, m)  # (n - m, m + 1), unit norm
     e = np.zeros((y2.shape[0], n - m))
     for i in range(m + 1):
         e += a[:, i] * y2[:, i : n - m + i]
