@@ -369,12 +369,11 @@ def dask_env(settings: Mapping[str, Any]) -> dict[str, str]:
     env = {}
     spawn = "distributed.nanny.pre-spawn-environ."
     for key, value in _flatten(settings).items():
-        text = value if isinstance(value, str) else repr(value)
         if key.startswith(spawn):
             env[key[len(spawn) :]] = str(value)
             continue
         name = "DASK_" + key.upper().replace(".", "__").replace("-", "_")
-        env[name] = text
+        env[name] = value if isinstance(value, str) else repr(value)
     return env
 
 

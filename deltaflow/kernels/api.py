@@ -260,6 +260,10 @@ def _blocked(
     the outputs are written into arrays allocated once. Without ``block_bytes``, or for a
     batch that fits in one block, the kernel sees the batch as it is.
     """
+
+    def choose(yb: Any) -> dict[str, Any]:
+        return spec.choose(yb, x, order, params, xp) if spec.choose is not None else {}
+
     n = y.shape[-1]
     rows = math.prod(y.shape[:-1])
     per = None
@@ -267,7 +271,7 @@ def _blocked(
         per = max(1, spec.block_bytes // (n * y.dtype.itemsize))
     if per is None or per >= rows:
         if chosen is None:
-            chosen = spec.choose(y, x, order, params, xp) if spec.choose is not None else {}
+            chosen = choose(y)
         return spec.apply(y, x, order, params, chosen, xp, smoothed), chosen
     y2 = xp.reshape(y, (rows, n))
     flat = None if chosen is None else {k: _rows(v, rows, xp) for k, v in chosen.items()}
@@ -277,7 +281,7 @@ def _blocked(
         b = min(a + per, rows)
         yb = y2[a:b]
         if flat is None:
-            cb = spec.choose(yb, x, order, params, xp) if spec.choose is not None else {}
+            cb = choose(yb)
             for k, v in cb.items():
                 parts.setdefault(k, []).append(_rows(v, b - a, xp))
         else:
