@@ -906,6 +906,18 @@ def _jsonable(v: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
+def _rate_fields(rate: float, measured: int, n_series: int, length: int) -> dict[str, Any]:
+    """A throughput record's numbers for ``rate`` series/s measured on ``measured`` series."""
+    return {
+        "series_per_s": rate,
+        "seconds_per_series": 1.0 / rate,
+        "mb_per_s": rate * length * 8 / 1e6,
+        "measured_series": measured,
+        "extrapolated": measured < n_series,
+        "status": "ok",
+    }
+
+
 def throughput(
     peers: list[Peer],
     df_methods: list[str],
@@ -946,12 +958,7 @@ def throughput(
             "package": "numpy",
             "method": "copy (bandwidth bound)",
             "family": "reference",
-            "series_per_s": rate,
-            "seconds_per_series": 1.0 / rate,
-            "mb_per_s": rate * length * 8 / 1e6,
-            "measured_series": n_series,
-            "extrapolated": False,
-            "status": "ok",
+            **_rate_fields(rate, n_series, n_series, length),
         }
     )
     log(f"  throughput numpy copy: {rate:.3g} series/s")
@@ -982,14 +989,7 @@ def throughput(
                     call(x, full[:m], 1, **params)
                     best = min(best, time.perf_counter() - t0)
             rate = m / best
-            rec.update(
-                series_per_s=rate,
-                seconds_per_series=1.0 / rate,
-                mb_per_s=rate * length * 8 / 1e6,
-                measured_series=m,
-                extrapolated=m < n_series,
-                status="ok",
-            )
+            rec.update(_rate_fields(rate, m, n_series, length))
         except Exception as err:
             rec.update(status=f"error ({type(err).__name__}: {str(err)[:80]})")
         log(f"  throughput {package} {name}: {rec.get('series_per_s', math.nan):.3g} series/s")
