@@ -12,7 +12,7 @@ column is the same ratio over the whole range (its best in hindsight chosen sepa
 
 ``--time RxN`` also times ``auto`` (orders 1 and 2, choice and derivative) on R noisy sin
 series of N samples, best of two runs. ``--peers`` instead reruns deltaflow (``auto``, or
-``--method``) on the signals and noise seeds of benchmarks/peers.py and divides its interior
+``--method``) on the signals and noise draws of benchmarks/peers.py and divides its interior
 and whole-range RMSE by the best oracle-tuned peer's stored in
 benchmarks/results/peers.json (seconds, not the 15 minutes of a full peers run).
 """
@@ -107,7 +107,9 @@ def _peer_ratios(method: str) -> None:
     sys.path.insert(0, str(here))
     import peers
 
-    rows = json.loads((here / "results" / "peers.json").read_text())["accuracy"]
+    stored = json.loads((here / "results" / "peers.json").read_text())
+    rows = stored["accuracy"]
+    draws = stored["meta"].get("draws", 1)  # noise draws per noisy case, RMSE pooled
     best: dict[tuple, float] = {}
     for r in rows:
         if r["package"] == "deltaflow" or not r["setting"].startswith("oracle-"):
@@ -117,13 +119,20 @@ def _peer_ratios(method: str) -> None:
         key = (r["signal"], r["noise"], r["order"], r["setting"][7:])
         v = r[f"rmse_{r['setting'][7:]}"]
         best[key] = min(best.get(key, np.inf), v)
-    print(f"deltaflow {method} over the best oracle-tuned peer (peers.json), interior / whole")
+    print(
+        f"deltaflow {method} over the best oracle-tuned peer (peers.json, {draws} draws per "
+        "noisy case), interior / whole"
+    )
     ratios: dict[tuple[int, str], list[float]] = {}
     t0 = time.perf_counter()
     for si, sig in enumerate(peers.make_signals()):
         levels = peers.NOISE_LEVELS
+        which = [(li, d) for li, lv in enumerate(levels) for d in range(peers.draws_at(lv, draws))]
         Y = np.stack(
-            [peers.add_noise(sig.truth(0), lv, seed=1000 * si + li) for li, lv in enumerate(levels)]
+            [
+                peers.add_noise(sig.truth(0), levels[li], seed=peers.noise_seed(si, li, d))
+                for li, d in which
+            ]
         )
         for order in (1, 2):
             if sig.irregular and not dfl.get_method(method).irregular:
@@ -134,7 +143,8 @@ def _peer_ratios(method: str) -> None:
             for li, lv in enumerate(levels):
                 if lv < peers.TARGET_NOISE:
                     continue
-                e = peers.score(sig, order, d[li])
+                mine = [k for k, (lj, _) in enumerate(which) if lj == li]
+                e = np.sqrt(np.mean([np.square(peers.score(sig, order, d[k])) for k in mine], 0))
                 out = []
                 for key, v in zip(("interior", "whole"), e, strict=True):
                     r = v / best[(sig.name, lv, order, key)]
@@ -142,7 +152,8 @@ def _peer_ratios(method: str) -> None:
                     out.append(f"{v:8.4f} {r:6.2f}")
                 pick = ""
                 if "method" in ch:
-                    pick = dfl.kernels.auto.CANDIDATES[int(ch["method"][li])]
+                    picks = [dfl.kernels.auto.CANDIDATES[int(ch["method"][k])] for k in mine]
+                    pick = ",".join(dict.fromkeys(picks))
                 print(f"{sig.name:26} {lv:5.2f} {order}  {'  '.join(out)}  {pick}")
     for (order, key), rs in sorted(ratios.items()):
         rs = np.array(rs)

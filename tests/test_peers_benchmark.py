@@ -66,6 +66,24 @@ def test_failures_are_recorded_not_dropped(peers):
     assert peers.run_one(nan, sig, sig.truth(0), 1, {}).status.startswith("NaN/inf")
 
 
+def test_pool_is_rms_over_draws_and_any_failure_fails(peers):
+    S = peers.Score
+    got = peers.pool([S(3.0, 1.0, "ok", 1.0), S(4.0, 7.0, "ok", 3.0)])
+    assert got.status == "ok" and got.seconds == 2.0
+    assert math.isclose(got.interior, math.sqrt(12.5)) and math.isclose(got.whole, 5.0)
+    bad = peers.pool([S(1.0, 1.0), S(status="NaN/inf at 3 points"), S(1.0, 1.0)])
+    assert bad.status == "NaN/inf at 3 points (draw 2 of 3)" and math.isnan(bad.interior)
+
+
+def test_draws_are_independent_and_noise_free_is_one(peers):
+    sig = peers.make_signals(quick=True)[0]
+    seeds = {peers.noise_seed(si, li, d) for si in range(8) for li in range(5) for d in range(9)}
+    assert len(seeds) == 8 * 5 * 9
+    a, b = (peers.add_noise(sig.truth(0), 0.05, peers.noise_seed(0, 3, d)) for d in (0, 1))
+    assert not np.allclose(a, b)
+    assert peers.draws_at(0.0, 5) == 1 and peers.draws_at(0.01, 5) == 5
+
+
 def test_unknown_peer_package_is_named(peers):
     with pytest.raises(ValueError, match="unknown package.*'nope'"):
         peers.build_peers(packages=["nope"])
@@ -111,6 +129,10 @@ def test_quick_run_writes_report(peers, tmp_path):
     # scipy's savgol ignores irregular spacing and the notes say so
     assert "ignored (mean step)" in md
     assert payload["targets"]["accuracy_cases"] > 0
+    # noisy cases pool QUICK_DRAWS draws, noise-free ones one; the report says so
+    assert {r["draws"] for r in rows if r["noise"] > 0} == {peers.QUICK_DRAWS}
+    assert {r["draws"] for r in rows if r["noise"] == 0} == {1}
+    assert f"{peers.QUICK_DRAWS} independent draws" in md
     # the throughput table carries the bandwidth bound, the fastest row a copy could give
     (copy,) = [t for t in data["throughput"] if t["family"] == "reference"]
     assert copy["status"] == "ok" and copy["series_per_s"] > 0
@@ -143,6 +165,34 @@ def test_speedup_ceiling_is_copy_rate_over_peer_rate(peers):
     ]
     (pair,) = peers.evaluate_targets([], tput, "auto")["speed"]
     assert pair["ratio"] == pytest.approx(5.0) and pair["ceiling"] == pytest.approx(10.0)
+    # a method without choices is its own given-parameters run
+    assert pair["ratio_given"] == pytest.approx(5.0)
+    # a given-parameters row pairs with its method, apart from the automatic one
+    tput[1:] = [
+        {"package": "PyNumDiff", "method": "savgoldiff", "family": "local polynomial",
+         "status": "ok", "series_per_s": 100.0},
+        {"package": "deltaflow", "method": "savgol", "family": "local polynomial",
+         "status": "ok", "series_per_s": 5e3},
+        {"package": "deltaflow", "method": "savgol" + peers.GIVEN, "family": "local polynomial",
+         "status": "ok", "series_per_s": 2e4},
+    ]  # fmt: skip
+    t = peers.evaluate_targets([], tput, "auto")
+    (pair,) = t["speed"]
+    assert pair["ratio"] == pytest.approx(50.0) and pair["ratio_given"] == pytest.approx(200.0)
+    assert t["speed_failing"] == [pair] and t["speed_given_failing"] == []
+
+
+def test_given_call_applies_the_choices_made_beforehand(peers):
+    x = np.linspace(0.0, 6.0, 200)
+    rng = np.random.default_rng(0)
+    Y = np.sin(x) + 0.01 * rng.standard_normal((6, x.size))
+    assert peers.deltaflow_given_call("finite_difference", x, Y[:3]) is None
+    call = peers.deltaflow_given_call("savgol", x, Y[:3])
+    _, ch = peers.dfl.differentiate_array(Y[:3], x, method="savgol", return_choices=True)
+    # rows 3..5 take the choices of rows 0..2, the same as passing them as parameters
+    w = [int(ch["window"][i % 3]) for i in range(6)]
+    want = [peers.dfl.differentiate_array(Y[i], x, method="savgol", window=w[i]) for i in range(6)]
+    np.testing.assert_allclose(call(x, Y, 1), np.stack(want), rtol=1e-12, atol=1e-12)
 
 
 def test_unknown_deltaflow_method_is_named(peers, tmp_path):
