@@ -227,3 +227,50 @@ def test_corrected_ends_nan_omit_equals_fit_on_observed_samples():
     np.testing.assert_allclose(d[1, keep], d_ref, rtol=1e-7, atol=1e-7)
     one = dfl.differentiate_array(y[0], x, **kw)[0]
     np.testing.assert_allclose(d[0], one, rtol=1e-12)
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_fit_rss_by_lanes_equals_row_by_row(d):
+    """The GCV's residual sums, many rows at once, are those of the row kernel exactly."""
+    from deltaflow.kernels import _statespace as ss
+
+    x = _irregular(n=90, seed=11)
+    u, _ = ss.scaled(x)
+    rng = np.random.default_rng(12)
+    y = np.sin(x) + 0.05 * rng.standard_normal((45, x.size))  # not a multiple of LANES
+    for obs in (np.ones(x.size, dtype=bool), rng.random(x.size) > 0.2):
+        ys = np.where(obs, y, 0.0)
+        g = ss.gains(u, obs, d, 1e-3)
+        ref = np.empty((ys.shape[0], 1))
+        z0 = np.ascontiguousarray(g.z[:, 0, :])
+        ss._fit_rss_rows(ys, obs, g.fs, g.ks, g.gs, g.es, g.minv, z0, ref)
+        np.testing.assert_array_equal(ss.fit_rss(g, ys), ref[:, 0])
+        np.testing.assert_array_equal(ss.fit_rss(g, ys[:3]), ref[:3, 0])
+
+
+def test_gcv_climb_finds_the_full_grid_choice():
+    """The GCV search scores fewer fine points (a climb) and still picks what scoring them
+    all picks, alone or in a batch."""
+    from deltaflow.kernels import _statespace as ss
+    from deltaflow.kernels import spline as sp
+
+    x = np.linspace(0.0, 3.0, 151)
+    rng = np.random.default_rng(13)
+    y = np.concatenate(
+        [
+            f + lev * np.ptp(f) * rng.standard_normal((3, x.size))
+            for f in (np.sin(2 * x), np.exp(x), x**3)
+            for lev in (0.001, 0.01, 0.05)
+        ]
+    )
+    p = sp.SplineParams()
+    climbed = sp._choose(y, x, 1, p, np)["smoothing"]
+    full_search = ss.grid_search
+    try:
+        ss.grid_search = lambda *a, climb=False, **k: full_search(*a, **k)
+        full = sp._choose(y, x, 1, p, np)["smoothing"]
+    finally:
+        ss.grid_search = full_search
+    np.testing.assert_array_equal(climbed, full)
+    alone = np.concatenate([sp._choose(y[r], x, 1, p, np)["smoothing"][None] for r in (0, 13)])
+    np.testing.assert_array_equal(alone, climbed[[0, 13]])

@@ -75,6 +75,7 @@ def grid_search(
     evaluate: Callable[[float, np.ndarray], tuple[np.ndarray, np.ndarray]],
     resolution: float,
     fine: int = 4,
+    climb: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the log10 value on grid ``lg`` that maximises a score, coarse to fine.
 
@@ -85,6 +86,12 @@ def grid_search(
     best fine point and its neighbours refines it. The result is rounded to ``resolution``
     decades so that a series gets the same value alone or in any batch. Returns the chosen
     log10 values (rows,) and ``aux`` at the evaluated point nearest to each.
+
+    ``climb=True`` scores fewer fine points: each row steps from its coarse best, one fine
+    point at a time, towards the higher neighbour until both neighbours score lower. Where
+    the scores between the coarse neighbours rise to one peak and fall, that is the point
+    the full fine stage finds, refined by the same parabola from the same scores (about
+    2.5 fine scores per row instead of 2 * fine - 2).
     """
     g = lg.shape[0]
     every = np.arange(rows)
@@ -103,6 +110,9 @@ def grid_search(
         local_aux[fine * (k + 1), ok] = coarse_aux[src[ok], every[ok]]
     step = lg[1] - lg[0] if g > 1 else 1.0
     centre = best * fine  # row's best in fine-index units
+    if climb:
+        _climb_fine(lg, evaluate, fine, centre, local, local_aux)
+        return _parabola(lg, best, local, local_aux, resolution, fine)
     need = [(centre + k, k) for k in range(-(fine - 1), fine) if k != 0]
     targets = np.unique(np.concatenate([c for c, _ in need]))
     for f_idx in targets:
@@ -114,6 +124,23 @@ def grid_search(
         slot = f_idx - centre[sel] + fine
         local[slot, sel] = score
         local_aux[slot, sel] = aux
+    return _parabola(lg, best, local, local_aux, resolution, fine)
+
+
+def _parabola(
+    lg: np.ndarray,
+    best: np.ndarray,
+    local: np.ndarray,
+    local_aux: np.ndarray,
+    resolution: float,
+    fine: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fine stage's answer: a parabola through the best of the 2*fine+1 local scores
+    (rows as columns, -inf where not scored) and its neighbours, rounded to resolution."""
+    width, rows = local.shape
+    every = np.arange(rows)
+    g = lg.shape[0]
+    step = lg[1] - lg[0] if g > 1 else 1.0
     idx = np.argmax(local, axis=0)
     inner = np.clip(idx, 1, width - 2)
     s0, s1, s2 = local[inner - 1, every], local[inner, every], local[inner + 1, every]
@@ -125,6 +152,43 @@ def grid_search(
     chosen = lg[best] + (at - fine) * step / fine
     chosen = np.clip(chosen, lg[0], lg[-1])
     return np.round(chosen / resolution) * resolution, local_aux[idx, every]
+
+
+def _climb_fine(
+    lg: np.ndarray,
+    evaluate: Callable[[float, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    fine: int,
+    centre: np.ndarray,
+    local: np.ndarray,
+    local_aux: np.ndarray,
+) -> None:
+    """Fill ``local`` (2*fine+1, rows) by climbing from its centre slot (see grid_search)."""
+    width, rows = local.shape
+    every = np.arange(rows)
+    step = lg[1] - lg[0] if lg.shape[0] > 1 else 1.0
+    offsets = np.arange(width) - fine
+    values = lg[0] + (centre[None, :] + offsets[:, None]) * step / fine
+    # scored already: the coarse slots; never scored: fine points outside the grid
+    scored = (values < lg[0]) | (values > lg[-1])
+    scored[::fine] = True
+    want = np.zeros((width, rows), dtype=bool)
+    want[fine - 1] = want[fine + 1] = True
+    want &= ~scored
+    while want.any():
+        slots, cols = np.nonzero(want)
+        f_idx = centre[cols] + slots - fine
+        for f in np.unique(f_idx):
+            pick = f_idx == f
+            sel, slot = cols[pick], slots[pick]
+            local[slot, sel], local_aux[slot, sel] = evaluate(float(lg[0] + f * step / fine), sel)
+        scored |= want
+        idx = np.argmax(local, axis=0)
+        want = np.zeros((width, rows), dtype=bool)
+        for k in (-1, 1):
+            nb = idx + k
+            ok = (nb >= 0) & (nb < width)
+            ok[ok] = ~scored[nb[ok], every[ok]]
+            want[nb[ok], every[ok]] = True
 
 
 # ----------------------------------------------------------------------------- gains
@@ -521,7 +585,10 @@ def innovation_rss(g: Gains, y: np.ndarray) -> np.ndarray:
 
 @numba.njit(nogil=True, cache=True)
 def _fit_rss_rows(y, obs, fs, ks, gs, es, minv, z0, out):  # pragma: no cover - compiled
-    """Per row: sum over observed samples of (y - smoothed f)**2, nothing else stored."""
+    """Per row: sum over observed samples of (y - smoothed f)**2, nothing else stored.
+
+    The row-by-row reference of :func:`_fit_rss_lanes` (tests hold them equal).
+    """
     rows, n = y.shape
     d = minv.shape[0]
     states = np.empty((n, d))
@@ -544,11 +611,283 @@ def _fit_rss_rows(y, obs, fs, ks, gs, es, minv, z0, out):  # pragma: no cover - 
         out[r, 0] = rss
 
 
+# rows that the blocked kernels run together, one SIMD lane each (measured: 8 lanes leave
+# the loops over lanes too short to vectorise well, 32 run fit_rss ~4x faster than row by row)
+LANES = 32
+
+
+@numba.njit(nogil=True, cache=True)
+def _run_lanes(yt, obs, fs, ks, gs, states, innov):  # pragma: no cover - compiled
+    """:func:`_run_row` from a zero initial mean on LANES rows at once, as columns of yt (n, L).
+
+    states (n, d, L) <- smoothed states, innov (n, L) <- innovations. Every lane does the
+    same operations in the same order as ``_run_row``, so each row's result is identical;
+    the loops over lanes are innermost and vectorise.
+    """
+    n, nl = yt.shape
+    d = states.shape[1]
+    if d == 3:
+        _run_lanes3(yt, obs, fs, ks, gs, states, innov)
+        return
+    a = np.zeros((d, nl))
+    e = np.empty(nl)
+    acc = np.empty(nl)
+    for t in range(n):
+        if obs[t]:
+            for l in range(nl):
+                e[l] = yt[t, l] - a[0, l]
+                innov[t, l] = e[l]
+            for i in range(d):
+                k = ks[t, i]
+                for l in range(nl):
+                    states[t, i, l] = a[i, l] + k * e[l]
+        else:
+            for l in range(nl):
+                innov[t, l] = 0.0
+            for i in range(d):
+                for l in range(nl):
+                    states[t, i, l] = a[i, l]
+        if t < n - 1:
+            for i in range(d):
+                for l in range(nl):
+                    acc[l] = 0.0
+                for j in range(i, d):
+                    f = fs[t, i, j]
+                    for l in range(nl):
+                        acc[l] += f * states[t, j, l]
+                for l in range(nl):
+                    a[i, l] = acc[l]
+    nxt = states[n - 1].copy()
+    diff = np.empty((d, nl))
+    for t in range(n - 2, -1, -1):
+        for i in range(d):
+            for l in range(nl):
+                acc[l] = 0.0
+            for j in range(i, d):
+                f = fs[t, i, j]
+                for l in range(nl):
+                    acc[l] += f * states[t, j, l]
+            for l in range(nl):
+                diff[i, l] = nxt[i, l] - acc[l]
+        for i in range(d):
+            for l in range(nl):
+                acc[l] = states[t, i, l]
+            for j in range(d):
+                g = gs[t, i, j]
+                for l in range(nl):
+                    acc[l] += g * diff[j, l]
+            for l in range(nl):
+                nxt[i, l] = acc[l]
+                states[t, i, l] = acc[l]
+
+
+@numba.njit(nogil=True, cache=True)
+def _run_lanes3(yt, obs, fs, ks, gs, states, innov):  # pragma: no cover - compiled
+    """:func:`_run_lanes` for d = 3, each time step one loop over the lanes (the same
+    operations in the same order, written out so that the loops vectorise)."""
+    n, nl = yt.shape
+    a = np.zeros((3, nl))
+    for t in range(n):
+        k0, k1, k2 = ks[t, 0], ks[t, 1], ks[t, 2]
+        last = t == n - 1
+        if not last:
+            f00, f01, f02 = fs[t, 0, 0], fs[t, 0, 1], fs[t, 0, 2]
+            f11, f12, f22 = fs[t, 1, 1], fs[t, 1, 2], fs[t, 2, 2]
+        if obs[t]:
+            for l in range(nl):
+                e = yt[t, l] - a[0, l]
+                innov[t, l] = e
+                s0 = a[0, l] + k0 * e
+                s1 = a[1, l] + k1 * e
+                s2 = a[2, l] + k2 * e
+                states[t, 0, l] = s0
+                states[t, 1, l] = s1
+                states[t, 2, l] = s2
+                if not last:
+                    a[0, l] = ((0.0 + f00 * s0) + f01 * s1) + f02 * s2
+                    a[1, l] = (0.0 + f11 * s1) + f12 * s2
+                    a[2, l] = 0.0 + f22 * s2
+        else:
+            for l in range(nl):
+                innov[t, l] = 0.0
+                s0 = a[0, l]
+                s1 = a[1, l]
+                s2 = a[2, l]
+                states[t, 0, l] = s0
+                states[t, 1, l] = s1
+                states[t, 2, l] = s2
+                if not last:
+                    a[0, l] = ((0.0 + f00 * s0) + f01 * s1) + f02 * s2
+                    a[1, l] = (0.0 + f11 * s1) + f12 * s2
+                    a[2, l] = 0.0 + f22 * s2
+    nxt = states[n - 1].copy()
+    for t in range(n - 2, -1, -1):
+        f00, f01, f02 = fs[t, 0, 0], fs[t, 0, 1], fs[t, 0, 2]
+        f11, f12, f22 = fs[t, 1, 1], fs[t, 1, 2], fs[t, 2, 2]
+        g00, g01, g02 = gs[t, 0, 0], gs[t, 0, 1], gs[t, 0, 2]
+        g10, g11, g12 = gs[t, 1, 0], gs[t, 1, 1], gs[t, 1, 2]
+        g20, g21, g22 = gs[t, 2, 0], gs[t, 2, 1], gs[t, 2, 2]
+        for l in range(nl):
+            s0 = states[t, 0, l]
+            s1 = states[t, 1, l]
+            s2 = states[t, 2, l]
+            d0 = nxt[0, l] - (((0.0 + f00 * s0) + f01 * s1) + f02 * s2)
+            d1 = nxt[1, l] - ((0.0 + f11 * s1) + f12 * s2)
+            d2 = nxt[2, l] - (0.0 + f22 * s2)
+            s0 = ((s0 + g00 * d0) + g01 * d1) + g02 * d2
+            s1 = ((s1 + g10 * d0) + g11 * d1) + g12 * d2
+            s2 = ((s2 + g20 * d0) + g21 * d1) + g22 * d2
+            nxt[0, l] = s0
+            nxt[1, l] = s1
+            nxt[2, l] = s2
+            states[t, 0, l] = s0
+            states[t, 1, l] = s1
+            states[t, 2, l] = s2
+
+
+@numba.njit(nogil=True, cache=True)
+def _fit_rss_block3(yt, obs, fs, ks, gs, es, minv, z0, states, rss):  # pragma: no cover
+    """:func:`_fit_rss_rows` for d = 3 on the lanes of yt (n, L), which it overwrites.
+
+    The initial-state sums are accumulated during the forward pass and each residual is
+    formed as the backward pass reaches its sample, so the smoothed states are never
+    stored; every operation and its order is that of the row kernels (identical results).
+    """
+    n, nl = yt.shape
+    a = np.zeros((3, nl))
+    b = np.zeros((3, nl))
+    for t in range(n):
+        k0, k1, k2 = ks[t, 0], ks[t, 1], ks[t, 2]
+        e0, e1, e2 = es[t, 0], es[t, 1], es[t, 2]
+        o = obs[t]
+        last = t == n - 1
+        if not last:
+            f00, f01, f02 = fs[t, 0, 0], fs[t, 0, 1], fs[t, 0, 2]
+            f11, f12, f22 = fs[t, 1, 1], fs[t, 1, 2], fs[t, 2, 2]
+        for l in range(nl):
+            e = yt[t, l] - a[0, l] if o else 0.0
+            b[0, l] += e0 * e
+            b[1, l] += e1 * e
+            b[2, l] += e2 * e
+            if o:
+                s0 = a[0, l] + k0 * e
+                s1 = a[1, l] + k1 * e
+                s2 = a[2, l] + k2 * e
+            else:
+                s0 = a[0, l]
+                s1 = a[1, l]
+                s2 = a[2, l]
+            states[t, 0, l] = s0
+            states[t, 1, l] = s1
+            states[t, 2, l] = s2
+            if not last:
+                a[0, l] = ((0.0 + f00 * s0) + f01 * s1) + f02 * s2
+                a[1, l] = (0.0 + f11 * s1) + f12 * s2
+                a[2, l] = 0.0 + f22 * s2
+    c = np.empty((3, nl))  # the initial-state correction s0 = -minv @ b
+    for i in range(3):
+        m0, m1, m2 = minv[i, 0], minv[i, 1], minv[i, 2]
+        for l in range(nl):
+            c[i, l] = ((0.0 - m0 * b[0, l]) - m1 * b[1, l]) - m2 * b[2, l]
+    nxt = states[n - 1].copy()
+    z00, z01, z02 = z0[n - 1, 0], z0[n - 1, 1], z0[n - 1, 2]
+    for l in range(nl):
+        f = ((nxt[0, l] + z00 * c[0, l]) + z01 * c[1, l]) + z02 * c[2, l]
+        r = yt[n - 1, l] - f
+        yt[n - 1, l] = r * r
+    for t in range(n - 2, -1, -1):
+        f00, f01, f02 = fs[t, 0, 0], fs[t, 0, 1], fs[t, 0, 2]
+        f11, f12, f22 = fs[t, 1, 1], fs[t, 1, 2], fs[t, 2, 2]
+        g00, g01, g02 = gs[t, 0, 0], gs[t, 0, 1], gs[t, 0, 2]
+        g10, g11, g12 = gs[t, 1, 0], gs[t, 1, 1], gs[t, 1, 2]
+        g20, g21, g22 = gs[t, 2, 0], gs[t, 2, 1], gs[t, 2, 2]
+        z00, z01, z02 = z0[t, 0], z0[t, 1], z0[t, 2]
+        for l in range(nl):
+            s0 = states[t, 0, l]
+            s1 = states[t, 1, l]
+            s2 = states[t, 2, l]
+            d0 = nxt[0, l] - (((0.0 + f00 * s0) + f01 * s1) + f02 * s2)
+            d1 = nxt[1, l] - ((0.0 + f11 * s1) + f12 * s2)
+            d2 = nxt[2, l] - (0.0 + f22 * s2)
+            s0 = ((s0 + g00 * d0) + g01 * d1) + g02 * d2
+            nxt[1, l] = ((s1 + g10 * d0) + g11 * d1) + g12 * d2
+            nxt[2, l] = ((s2 + g20 * d0) + g21 * d1) + g22 * d2
+            nxt[0, l] = s0
+            f = ((s0 + z00 * c[0, l]) + z01 * c[1, l]) + z02 * c[2, l]
+            r = yt[t, l] - f
+            yt[t, l] = r * r
+    for l in range(nl):
+        rss[l] = 0.0
+    for t in range(n):
+        if obs[t]:
+            for l in range(nl):
+                rss[l] += yt[t, l]
+
+
+@numba.njit(nogil=True, cache=True)
+def _fit_rss_lanes(y, obs, fs, ks, gs, es, minv, z0, nl, out):  # pragma: no cover - compiled
+    """:func:`_fit_rss_rows` nl rows at a time (identical results, vectorised over rows)."""
+    rows, n = y.shape
+    d = minv.shape[0]
+    yt = np.zeros((n, nl))
+    states = np.empty((n, d, nl))
+    innov = np.empty((n, nl))
+    b = np.empty((d, nl))
+    s0 = np.empty((d, nl))
+    f = np.empty(nl)
+    rss = np.empty(nl)
+    for r0 in range(0, rows, nl):
+        m = min(nl, rows - r0)
+        for l in range(m):
+            for t in range(n):
+                yt[t, l] = y[r0 + l, t]
+        for l in range(m, nl):  # unused lanes of the last block: zeros
+            for t in range(n):
+                yt[t, l] = 0.0
+        if d == 3:
+            _fit_rss_block3(yt, obs, fs, ks, gs, es, minv, z0, states, rss)
+            for l in range(m):
+                out[r0 + l, 0] = rss[l]
+            continue
+        _run_lanes(yt, obs, fs, ks, gs, states, innov)
+        # the initial-state correction s0 = -minv @ (es.T @ innov), as _initial_state
+        for j in range(d):
+            for l in range(nl):
+                b[j, l] = 0.0
+            for t in range(n):
+                w = es[t, j]
+                for l in range(nl):
+                    b[j, l] += w * innov[t, l]
+        for i in range(d):
+            for l in range(nl):
+                s0[i, l] = 0.0
+            for j in range(d):
+                w = minv[i, j]
+                for l in range(nl):
+                    s0[i, l] -= w * b[j, l]
+        for l in range(nl):
+            rss[l] = 0.0
+        for t in range(n):
+            if obs[t]:
+                for l in range(nl):
+                    f[l] = states[t, 0, l]
+                for j in range(d):
+                    w = z0[t, j]
+                    for l in range(nl):
+                        f[l] += w * s0[j, l]
+                for l in range(nl):
+                    e = yt[t, l] - f[l]
+                    rss[l] += e * e
+        for l in range(m):
+            out[r0 + l, 0] = rss[l]
+
+
 def fit_rss(g: Gains, y: np.ndarray) -> np.ndarray:
     """Per row of y: the residual sum of squares of the smoothed fit over observed samples."""
     out = np.empty((y.shape[0], 1))
     z0 = np.ascontiguousarray(g.z[:, 0, :])
-    run_rows(_fit_rss_rows, y, out, g.obs, g.fs, g.ks, g.gs, g.es, g.minv, z0)
+    lanes = max(1, min(LANES, y.shape[0]))
+    run_rows(_fit_rss_lanes, y, out, g.obs, g.fs, g.ks, g.gs, g.es, g.minv, z0, lanes)
     return out[:, 0]
 
 

@@ -118,13 +118,17 @@ def _choose(y: Any, x: np.ndarray, order: int, params: SplineParams, xp: Any) ->
         ys = np.where(obs, y2[rows], 0.0)
         n_eff = float(obs.sum())
 
-        def gcv(ls: float, sel: np.ndarray, obs=obs, ys=ys, n_eff=n_eff) -> tuple:
-            gn = ss.gains(u, obs, m, 10.0**-ls)
+        cache: dict[float, tuple[ss.Gains, float]] = {}
+
+        def gcv(ls: float, sel: np.ndarray, obs=obs, ys=ys, n_eff=n_eff, cache=cache) -> tuple:
+            if ls not in cache:  # rows reach a value in different rounds of the climb
+                gn = ss.gains(u, obs, m, 10.0**-ls)
+                cache[ls] = gn, max(n_eff - gn.hat_trace(), 1e-12)
+            gn, dof = cache[ls]
             rss = ss.fit_rss(gn, ys if sel.size == ys.shape[0] else ys[sel])
-            dof = max(n_eff - gn.hat_trace(), 1e-12)
             return -np.log(np.maximum(n_eff * rss / dof**2, 1e-300)), rss
 
-        chosen, _ = ss.grid_search(lg, rows.size, gcv, CHOICE_RESOLUTION)
+        chosen, _ = ss.grid_search(lg, rows.size, gcv, CHOICE_RESOLUTION, climb=True)
         best[rows] = 10.0**chosen
     factor = DERIVATIVE_FACTOR[params.degree][order]
     return {"smoothing": (best * factor).reshape(shape)}
