@@ -175,3 +175,30 @@ def test_array_api_input_is_refused_by_name():
     y = np.sin(2 * x)[None] + 0.05 * np.random.default_rng(0).standard_normal((2, 60))
     with pytest.raises(TypeError, match="method 'lowess' runs on NumPy arrays only"):
         dfl.differentiate_array(xs.asarray(y), x, method="lowess")
+
+
+@pytest.mark.parametrize("degree", [1, 2])
+def test_uniform_tables_equal_the_point_by_point_fits(degree):
+    """On uniform x the fits come from shared kernel rows and linear filters: the same
+    numbers as every point's own weighted fit, up to rounding (NaN gaps and ends too)."""
+    from deltaflow.kernels import lowess as lw
+
+    x = np.linspace(0.0, 3.0, 90)
+    rng = np.random.default_rng(21)
+    y = np.sin(2 * x) + 0.1 * rng.standard_normal((4, x.size))
+    y[1, 40] = 5.0  # an outlier for the robustness weights
+    y[2, [3, 30, 31]] = np.nan
+    scale = np.full(4, 0.6)
+    for window in (5, 21):
+        t, k, kp, lf, start, reach = lw._geometry(x, window, degree)
+        assert kp.shape[0] == window  # interior row + half rows per end
+        for iterations in (0, 2):
+            for order in range(1, degree + 1):
+                outs = []
+                for tables in ((kp, lf), (kp[:0], lf[:0])):
+                    out = np.empty((4, 2, x.size))
+                    args = (t, k, *tables, start, reach, degree, iterations, scale, order)
+                    lw._lowess_rows(y, *args, True, out)
+                    outs.append(out)
+                np.testing.assert_array_equal(np.isnan(outs[0]), np.isnan(outs[1]))
+                np.testing.assert_allclose(outs[0], outs[1], rtol=1e-10, atol=1e-10)

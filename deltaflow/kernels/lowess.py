@@ -17,6 +17,13 @@ fit's value is what lets a chunk reproduce the whole-series result exactly.
 
 NaN gaps: with ``nan_policy='omit'`` missing samples get zero weight; a window with fewer
 than ``degree + 1`` valid samples gives NaN there.
+
+Speed. On uniform x every interior window has the same offsets, so its kernel times t**p
+is one shared row (pairs of samples symmetric about the centre summed together) and the
+end points keep one row each: the weighted sums vectorise. The first, non-robust fit
+(every weight 1) is a linear filter of the window, computed once per call from x. Both
+give the point-by-point fits' numbers up to rounding (~1e-13); irregular x fits point by
+point.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from ._bandwidth import _nanmedian, choose_window
 from ._localpoly import tricube, tricube_reach
 from ._stencil import _pool, _threads_for, local_window_starts
 from ._xp import asarray_like, to_numpy
+from .api import uniform_step
 from .registry import MethodParams, MethodSpec, Output, register
 from .savgol import _odd
 
@@ -100,6 +108,12 @@ def _fit_point(yr, t, k, delta, use_delta, s, i, degree, omit):  # pragma: no co
             s3 += wt2 * tj
             s4 += wt2 * tj * tj
             b2 += wt2 * v
+    return _solve(s0, s1, s2, s3, s4, b0, b1, b2, degree)
+
+
+@numba.njit(nogil=True, cache=True)
+def _solve(s0, s1, s2, s3, s4, b0, b1, b2, degree):  # pragma: no cover - compiled
+    """Coefficients (c0, c1, c2, ok) of the weighted fit from its moments s_p and b_p."""
     if degree == 1:
         det = s0 * s2 - s1 * s1
         if not det > 1e-12 * s0 * s0:
@@ -120,22 +134,199 @@ def _fit_point(yr, t, k, delta, use_delta, s, i, degree, omit):  # pragma: no co
     return c0, c1, c2, True
 
 
+@numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+def _window_sums(wts, wys, kp, s, degree):  # pragma: no cover - compiled
+    """Moments of the window starting at s from its kernel rows kp (5, w): k t**p.
+
+    wts (n,) are the samples' weights (zero for a skipped sample) and wys the weighted
+    values (zero wherever the weight is). Reassociation lets the sums vectorise; they
+    differ from the point-by-point loop of ``_fit_point`` by rounding only.
+    """
+    w = kp.shape[1]
+    s0 = s1 = s2 = s3 = s4 = 0.0
+    b0 = b1 = b2 = 0.0
+    if degree == 1:
+        for j in range(w):
+            wv = wts[s + j]
+            wy = wys[s + j]
+            s0 += kp[0, j] * wv
+            s1 += kp[1, j] * wv
+            s2 += kp[2, j] * wv
+            b0 += kp[0, j] * wy
+            b1 += kp[1, j] * wy
+    else:
+        for j in range(w):
+            wv = wts[s + j]
+            wy = wys[s + j]
+            s0 += kp[0, j] * wv
+            s1 += kp[1, j] * wv
+            s2 += kp[2, j] * wv
+            s3 += kp[3, j] * wv
+            s4 += kp[4, j] * wv
+            b0 += kp[0, j] * wy
+            b1 += kp[1, j] * wy
+            b2 += kp[2, j] * wy
+    return s0, s1, s2, s3, s4, b0, b1, b2
+
+
+@numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+def _window_sums_symmetric(wts, wys, kp, s, degree):  # pragma: no cover - compiled
+    """:func:`_window_sums` for a window centred on its point (uniform interior), whose
+    kernel rows are even (p even) or odd (p odd) about the centre: samples are paired."""
+    w = kp.shape[1]
+    half = (w - 1) // 2
+    c = s + half
+    s0 = kp[0, half] * wts[c]
+    b0 = kp[0, half] * wys[c]
+    s1 = s2 = s3 = s4 = 0.0
+    b1 = b2 = 0.0
+    if degree == 1:
+        for j in range(half):
+            a = s + j
+            e = s + w - 1 - j
+            pw = wts[a] + wts[e]
+            mw = wts[a] - wts[e]
+            py = wys[a] + wys[e]
+            my = wys[a] - wys[e]
+            s0 += kp[0, j] * pw
+            s1 += kp[1, j] * mw
+            s2 += kp[2, j] * pw
+            b0 += kp[0, j] * py
+            b1 += kp[1, j] * my
+    else:
+        for j in range(half):
+            a = s + j
+            e = s + w - 1 - j
+            pw = wts[a] + wts[e]
+            mw = wts[a] - wts[e]
+            py = wys[a] + wys[e]
+            my = wys[a] - wys[e]
+            s0 += kp[0, j] * pw
+            s1 += kp[1, j] * mw
+            s2 += kp[2, j] * pw
+            s3 += kp[3, j] * mw
+            s4 += kp[4, j] * pw
+            b0 += kp[0, j] * py
+            b1 += kp[1, j] * my
+            b2 += kp[2, j] * py
+    return s0, s1, s2, s3, s4, b0, b1, b2
+
+
+@numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+def _filter_window(yr, lf, s, q):  # pragma: no cover - compiled
+    """(c0, c_q) of the unweighted fit of the window starting at s, from its filter rows
+    lf (3, w); c_q is 0 for q < 0."""
+    w = lf.shape[1]
+    c0 = 0.0
+    cq = 0.0
+    if q < 0:
+        for j in range(w):
+            c0 += lf[0, j] * yr[s + j]
+    else:
+        for j in range(w):
+            v = yr[s + j]
+            c0 += lf[0, j] * v
+            cq += lf[q, j] * v
+    return c0, cq
+
+
+@numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+def _filter_symmetric(yr, lf, s, q):  # pragma: no cover - compiled
+    """:func:`_filter_window` for a centred window whose filter rows are even (c0, c2) or
+    odd (c1) about the centre: samples are paired."""
+    w = lf.shape[1]
+    half = (w - 1) // 2
+    c = s + half
+    c0 = lf[0, half] * yr[c]
+    if q < 0:
+        for j in range(half):
+            c0 += lf[0, j] * (yr[s + j] + yr[s + w - 1 - j])
+        return c0, 0.0
+    if q == 1:
+        c1 = lf[1, half] * yr[c]  # zero weight, but a NaN there still makes it NaN
+        for j in range(half):
+            a = yr[s + j]
+            e = yr[s + w - 1 - j]
+            c0 += lf[0, j] * (a + e)
+            c1 += lf[1, j] * (a - e)
+        return c0, c1
+    c2 = lf[2, half] * yr[c]
+    for j in range(half):
+        pair = yr[s + j] + yr[s + w - 1 - j]
+        c0 += lf[0, j] * pair
+        c2 += lf[2, j] * pair
+    return c0, c2
+
+
 @numba.njit(nogil=True, cache=True)
 def _lowess_rows(
-    y, t, k, start, reach, degree, iterations, scale, order, omit, out
+    y, t, k, kp, lf, start, reach, degree, iterations, scale, order, omit, out
 ):  # pragma: no cover
-    """Robust local fits of every row of y (rows, n); out (rows, 2, n): derivative, smooth."""
+    """Robust local fits of every row of y (rows, n); out (rows, 2, n): derivative, smooth.
+
+    ``kp`` (1 + 2 half, 5, w): on uniform x, the kernel times t**p of the interior windows
+    (shared, row 0) and of the half points at each end (rows 1.., left then right), whose
+    vectorised sums replace the point-by-point loop; (0, 5, w) on irregular x. ``lf`` (same
+    rows, 3, w): the unweighted fits' coefficients as linear filters of the window, which
+    the first (non-robust) fit uses where every sample counts.
+    """
     rows, n = y.shape
+    w = t.shape[1]
+    half = (w - 1) // 2
+    table = kp.shape[0] > 0
     delta = np.ones(n)
     fit = np.empty(n)
+    wts = np.empty(n)
+    wys = np.empty(n)
     for r in range(rows):
         yr = y[r]
         for j in range(n):
             delta[j] = 1.0
+        gaps = False
+        if omit:
+            for j in range(n):
+                if yr[j] != yr[j]:
+                    gaps = True
         for it in range(iterations + 1):
             last = it == iterations
+            if table and it == 0 and not gaps:  # every weight 1: linear filters
+                q = order if last else -1
+                for i in range(n):
+                    if i < half:
+                        c0, cq = _filter_window(yr, lf[1 + i], start[i], q)
+                    elif i >= n - half:
+                        c0, cq = _filter_window(yr, lf[1 + half + i - (n - half)], start[i], q)
+                    else:
+                        c0, cq = _filter_symmetric(yr, lf[0], start[i], q)
+                    fit[i] = c0
+                    if last:
+                        out[r, 1, i] = c0
+                        if order == 1:
+                            out[r, 0, i] = cq / reach[i]
+                        else:
+                            out[r, 0, i] = 2.0 * cq / (reach[i] * reach[i])
+            elif table:  # the samples' weights and weighted values, as _fit_point skips
+                for j in range(n):
+                    v = yr[j]
+                    wt = delta[j] if it > 0 else 1.0
+                    if omit and v != v:
+                        wt = 0.0
+                    wts[j] = wt
+                    wys[j] = wt * v if wt != 0.0 else 0.0
             for i in range(n):
-                c0, c1, c2, ok = _fit_point(yr, t, k, delta, it > 0, start[i], i, degree, omit)
+                if table and it == 0 and not gaps:
+                    break
+                if table:
+                    if i < half:
+                        sums = _window_sums(wts, wys, kp[1 + i], start[i], degree)
+                    elif i >= n - half:
+                        row = 1 + half + i - (n - half)
+                        sums = _window_sums(wts, wys, kp[row], start[i], degree)
+                    else:
+                        sums = _window_sums_symmetric(wts, wys, kp[0], start[i], degree)
+                    c0, c1, c2, ok = _solve(*sums, degree)
+                else:
+                    c0, c1, c2, ok = _fit_point(yr, t, k, delta, it > 0, start[i], i, degree, omit)
                 if not ok and it > 0:  # too few points kept their robustness weight
                     c0, c1, c2, ok = _fit_point(yr, t, k, delta, False, start[i], i, degree, omit)
                 fit[i] = c0
@@ -157,8 +348,10 @@ def _lowess_rows(
                         delta[j] = 0.0
 
 
-def _geometry(x: np.ndarray, window: int) -> tuple[np.ndarray, ...]:
-    """Scaled offsets t, tricube weights, window starts and tricube radii, from x alone."""
+def _geometry(x: np.ndarray, window: int, degree: int) -> tuple[np.ndarray, ...]:
+    """Scaled offsets t, tricube weights, on uniform x the kernel rows k t**p (p = 0..4)
+    and linear filters of the interior and of each end point (none on irregular x), window
+    starts and tricube radii, from x alone."""
     n = x.shape[0]
     if window > n:
         raise ValueError(f"lowess: window ({window}) exceeds the {n} samples of the series")
@@ -166,8 +359,41 @@ def _geometry(x: np.ndarray, window: int) -> tuple[np.ndarray, ...]:
     start = local_window_starts(n, half, window)
     dist = x[start[:, None] + np.arange(window)] - x[:, None]
     reach = np.max(np.abs(dist), axis=1) * tricube_reach(half)
-    t = dist / reach[:, None]
-    return np.ascontiguousarray(t), tricube(t), start, reach
+    t = np.ascontiguousarray(dist / reach[:, None])
+    k = tricube(t)
+    kp = np.empty((0, 5, window))
+    if uniform_step(x) is not None and n > 2 * half:
+        # every interior window has the offsets (j - half) / (half + 1) (up to rounding:
+        # exactly symmetric here); the half points at each end keep their own
+        ends = np.r_[np.arange(half), np.arange(n - half, n)]
+        tt = np.concatenate([(np.arange(window)[None, :] - half) / (half + 1.0), t[ends]])
+        kk = np.concatenate([tricube(tt[:1]), k[ends]])
+        kp = kk[:, None, :] * tt[:, None, :] ** np.arange(5)[None, :, None]
+    return t, k, np.ascontiguousarray(kp), _filters(kp, degree), start, reach
+
+
+def _filters(kp: np.ndarray, degree: int) -> np.ndarray:
+    """Rows (m, 3, w) mapping a window's samples to the unweighted fit's (c0, c1, c2), from
+    the kernel rows kp (m, 5, w); NaN where ``_solve`` would find the fit singular."""
+    m, _, w = kp.shape
+    lf = np.zeros((m, 3, w))
+    if m == 0:
+        return lf
+    sp = kp.sum(axis=2)  # (m, 5) moments s_p with every weight 1
+    sp[0, 1::2] = 0.0  # the centred window's odd moments vanish (exactly, by symmetry)
+    d = degree + 1
+    mat = sp[:, np.arange(d)[:, None] + np.arange(d)[None, :]]
+    s0, s1, s2 = sp[:, 0], sp[:, 1], sp[:, 2]
+    if degree == 1:
+        ok = s0 * s2 - s1 * s1 > 1e-12 * s0 * s0
+    else:
+        s3, s4 = sp[:, 3], sp[:, 4]
+        det = s0 * (s2 * s4 - s3 * s3) + s1 * (s2 * s3 - s1 * s4) + s2 * (s1 * s3 - s2 * s2)
+        ok = det > 1e-10 * s0 * s0 * s0
+    safe = np.where(ok[:, None, None], mat, np.eye(d))
+    lf[:, :d] = np.linalg.solve(safe, kp[:, :d, :])
+    lf[~ok] = np.nan
+    return lf
 
 
 def _run(
@@ -180,10 +406,10 @@ def _run(
     order: int,
 ) -> np.ndarray:
     """Robust local fits of y2 (rows, n) float64 with one window: (rows, 2, n)."""
-    t, k, start, reach = _geometry(x, window)
+    t, k, kp, lf, start, reach = _geometry(x, window, params.degree)
     out = np.empty((y2.shape[0], 2, y2.shape[1]))
     omit = params.nan_policy == "omit"
-    args = (t, k, start, reach, params.degree, iterations)
+    args = (t, k, kp, lf, start, reach, params.degree, iterations)
     rows = y2.shape[0]
     nt = min(_threads_for(y2.size * window), rows)
     if nt <= 1:
