@@ -214,3 +214,48 @@ def test_engine_chunked_equals_unchunked_with_per_series_windows():
     )
     np.testing.assert_array_equal(lazy_chosen["window"].values, chosen["window"].values)
     np.testing.assert_allclose(lazy.values, full.values, rtol=1e-10, atol=1e-10)
+
+
+def test_window_choice_statistics_equal_their_plain_numpy_forms():
+    """The automatic window's noise estimate (fused per row) is the NumPy MAD of the
+    divided differences exactly, NaNs ignored; the roughness from block fits shared by
+    both derivative orders equals the one fitted for each order alone; x-only quantities
+    are cached per grid and not mixed up between grids."""
+    import warnings
+
+    from deltaflow.kernels import _bandwidth as bw
+    from deltaflow.kernels._noise import difference_weights
+
+    rng = np.random.default_rng(31)
+    for x in (np.linspace(0.0, 2.0, 150), np.sort(rng.uniform(0.0, 2.0, 150))):
+        y = np.exp(x) + 0.01 * rng.standard_normal((5, x.size))
+        y[2, 40] = np.nan
+        a = difference_weights(x, bw.NOISE_DIFF_ORDER)
+        m = bw.NOISE_DIFF_ORDER
+        e = np.zeros((5, x.size - m))
+        for i in range(m + 1):
+            e += a[:, i] * y[:, i : x.size - m + i]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(e, axis=1)
+            ref = 1.482602218505602 * np.nanmedian(np.abs(e - med[:, None]), axis=1)
+        sigma = bw.noise_sigma(y, x)
+        np.testing.assert_array_equal(sigma, ref)
+        clean = y[[0, 1, 3, 4]]
+        s = sigma[[0, 1, 3, 4]]
+        sizes = [bw._degree_blocks(x.size, q) for q in (4, 5)]
+        shared = bw.block_moments(clean, x, max(d for d, _ in sizes), max(b for _, b in sizes))
+        for q in (4, 5):
+            alone = bw.roughness(clean, x, q, s)
+            np.testing.assert_allclose(
+                bw.roughness(clean, x, q, s, moments=shared), alone, rtol=1e-9
+            )
+    # the same call on another grid is not served from the first grid's cache
+    x1, x2 = np.linspace(0.0, 1.0, 120), np.linspace(0.0, 1.0, 120) ** 1.3
+    y = np.sin(3 * x2) + 0.01 * rng.standard_normal((3, 120))
+    first = bw.roughness(y, x1, 5, bw.noise_sigma(y, x1))
+    second = bw.roughness(y, x2, 5, bw.noise_sigma(y, x2))
+    bw._block_bases.cache_clear()
+    bw._block_derivatives.cache_clear()
+    np.testing.assert_array_equal(bw.roughness(y, x2, 5, bw.noise_sigma(y, x2)), second)
+    assert not np.allclose(first, second)

@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import math
 import warnings
+from functools import lru_cache
 
+import numba
 import numpy as np
 
 from ._localpoly import centre_weights, derivative_rows, end_weights
 from ._noise import difference_weights
+from ._stencil import run_rows
 
 NOISE_DIFF_ORDER = 6
 MAX_BLOCKS = 8
@@ -66,12 +69,32 @@ def noise_sigma(y2: np.ndarray, x: np.ndarray, m: int = NOISE_DIFF_ORDER) -> np.
     if m < 1:
         return np.full(y2.shape[0], np.nan)
     a = difference_weights(x, m)  # (n - m, m + 1), unit norm
-    e = np.zeros((y2.shape[0], n - m))
-    for i in range(m + 1):
-        e += a[:, i] * y2[:, i : n - m + i]
-    med = _nanmedian(e)
-    mad = _nanmedian(np.abs(e - med[:, None]))
-    return 1.482602218505602 * mad
+    out = np.empty((y2.shape[0], 1))
+    run_rows(_mad_rows, np.ascontiguousarray(y2, dtype=np.float64), out, a)
+    return 1.482602218505602 * out[:, 0]
+
+
+@numba.njit(nogil=True, cache=True)
+def _mad_rows(y2, a, out):  # pragma: no cover - compiled
+    """Per row: the median absolute deviation of the differences e = sum_i a[:, i] y[i:],
+    NaNs ignored, into out (rows, 1). The same numbers as the differences formed column by
+    column in NumPy and np.median / np.nanmedian of them, one row at a time in cache."""
+    rows, n = y2.shape
+    k, w = a.shape
+    e = np.empty(k)
+    for r in range(rows):
+        nan = False
+        for t in range(k):
+            acc = 0.0
+            for i in range(w):
+                acc += a[t, i] * y2[r, t + i]
+            e[t] = acc
+            if acc != acc:
+                nan = True
+        med = np.nanmedian(e) if nan else np.median(e)
+        for t in range(k):
+            e[t] = abs(e[t] - med)
+        out[r, 0] = np.nanmedian(e) if nan else np.median(e)
 
 
 def _split_bounds(n: int, k: int) -> list[tuple[int, int]]:
@@ -81,52 +104,132 @@ def _split_bounds(n: int, k: int) -> list[tuple[int, int]]:
     return list(zip([0, *ends[:-1].tolist()], ends.tolist(), strict=True))
 
 
+def _degree_blocks(n: int, q: int, max_blocks: int = MAX_BLOCKS) -> tuple[int, int]:
+    """Degree of the blocked fits for the q-th derivative (q + 2, fewer on short series;
+    below q: none) and the most blocks a split may have."""
+    deg = q + 2
+    if n < deg + 2:
+        deg = n - 2
+    return deg, max(1, min(max_blocks, n // (3 * (deg + 1))))
+
+
+def block_moments(
+    y2: np.ndarray, x: np.ndarray, deg: int, nb_max: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, block fits of degree ``deg`` of every split into 1..nb_max blocks.
+
+    Returns z (rows, nk, deg + 1), each block's samples projected on its orthonormal
+    polynomial basis Q (z gives the fit, its residual and, through R, its coefficients),
+    and ss (rows, nk), each block's sum of squares; nk counts the blocks of all splits
+    (split b's b + 1 blocks after those of the splits before it). The first columns of z
+    are the fits of lower degree and its first blocks those of fewer splits, so one call
+    serves every roughness that a window choice needs. All fits of all rows are two
+    matrix products (Q and the blocks' indicators as columns of two matrices).
+    """
+    qmat, smat = _block_bases(_key(x), deg, nb_max)
+    z = (y2 @ qmat).reshape(y2.shape[0], smat.shape[1], deg + 1)
+    ss = (y2 * y2) @ smat  # (rows, nk)
+    return z, ss
+
+
+def _key(x: np.ndarray) -> bytes:
+    """x (n,) as a cache key of the quantities that depend on the coordinates alone."""
+    return np.ascontiguousarray(x, dtype=np.float64).tobytes()
+
+
+def _blocks(n: int, nb_max: int) -> list[tuple[int, int, int]]:
+    """(split, start, stop) of every block of the splits into 1..nb_max blocks."""
+    return [(b, lo, hi) for b in range(nb_max) for lo, hi in _split_bounds(n, b + 1)]
+
+
+@lru_cache(maxsize=16)
+def _block_bases(xkey: bytes, deg: int, nb_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """The blocks' orthonormal bases and indicators as columns: (n, nk (deg + 1)), (n, nk)."""
+    x = np.frombuffer(xkey)
+    n = x.shape[0]
+    ncoef = deg + 1
+    blocks = _blocks(n, nb_max)
+    qmat = np.zeros((n, len(blocks) * ncoef))
+    smat = np.zeros((n, len(blocks)))
+    for k, (_, lo, hi) in enumerate(blocks):
+        qm, _, _ = _block_fit(x, deg, lo, hi)
+        qmat[lo:hi, k * ncoef : (k + 1) * ncoef] = qm
+        smat[lo:hi, k] = 1.0
+    qmat.setflags(write=False)
+    smat.setflags(write=False)
+    return qmat, smat
+
+
+@lru_cache(maxsize=32)
+def _block_derivatives(
+    xkey: bytes, deg: int, q: int, nb_max: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per block: F (nk, deg - q + 1, deg + 1) with |F z|^2 the sum of squares of the
+    fit's q-th derivative over the block's samples (z its basis coefficients); per split,
+    the fits' noise in that sum per sigma^2 (nb_max,); each block's split (nk,)."""
+    x = np.frombuffer(xkey)
+    blocks = _blocks(x.shape[0], nb_max)
+    rank = deg - q + 1  # the q-th derivative of a degree-deg polynomial
+    factors = np.empty((len(blocks), rank, deg + 1))
+    noise = np.zeros(nb_max)
+    split = np.empty(len(blocks), dtype=np.int64)
+    for k, (b, lo, hi) in enumerate(blocks):
+        _, rm, half = _block_fit(x, deg, lo, hi)
+        xb = x[lo:hi]
+        t = (xb - 0.5 * (xb[0] + xb[-1])) / half
+        dq = derivative_rows(t, deg, q)[:, q:] / half**q  # (L, rank): columns below q vanish
+        # the derivative of the fit is dq @ inv(R)[q:] @ z; its Gram through a Cholesky
+        # factor of dq's, so the sum of squares is |F z|^2 with F (rank, deg + 1)
+        chol = np.linalg.cholesky(dq.T @ dq)
+        factors[k] = chol.T @ np.linalg.inv(rm)[q:, :]
+        noise[b] += np.sum(factors[k] ** 2)  # ||m Q^T||_F^2: the fit's noise in R, per sigma^2
+        split[k] = b
+    for a in (factors, noise, split):
+        a.setflags(write=False)
+    return factors, noise, split
+
+
+def _block_fit(x: np.ndarray, deg: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Orthonormal basis Q (L, deg + 1) and R of the polynomials of degree deg on x[lo:hi]
+    (scaled to [-1, 1]), and the block's half length."""
+    xb = x[lo:hi]
+    mid = 0.5 * (xb[0] + xb[-1])
+    half = 0.5 * (xb[-1] - xb[0])
+    t = (xb - mid) / half
+    qm, rm = np.linalg.qr(t[:, None] ** np.arange(deg + 1))
+    return qm, rm, half
+
+
 def roughness(
-    y2: np.ndarray, x: np.ndarray, q: int, sigma: np.ndarray, max_blocks: int = MAX_BLOCKS
+    y2: np.ndarray,
+    x: np.ndarray,
+    q: int,
+    sigma: np.ndarray,
+    max_blocks: int = MAX_BLOCKS,
+    moments: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Mean square of the q-th derivative of each row's signal, from blocked fits (rows,).
 
     Rows with NaNs give NaN. The fits' own noise contribution (sigma^2 times the squared
     norm of the derivative operator) is subtracted, keeping at least ROUGHNESS_FLOOR of
-    the raw value so that the estimate stays positive.
+    the raw value so that the estimate stays positive. ``moments``: :func:`block_moments`
+    of y2 for at least this degree and number of blocks (computed here when None).
     """
     n = x.shape[0]
     rows = y2.shape[0]
-    deg = q + 2
-    if n < deg + 2:
-        deg = n - 2
+    deg, nb_max = _degree_blocks(n, q, max_blocks)
     if deg < q:
         return np.full(rows, np.nan)
     ncoef = deg + 1
-    nb_max = max(1, min(max_blocks, n // (3 * ncoef)))
-    # every block of every split (b + 1 blocks for b < nb_max) as columns of two sparse-
-    # looking matrices, so that all fits of all rows are two matrix products: Q holds each
-    # block's orthonormal polynomial basis (z = y Q gives the fit, the residual and, through
-    # R, the coefficients), S each block's indicator (sums of squares)
-    blocks = [(b, lo, hi) for b in range(nb_max) for lo, hi in _split_bounds(n, b + 1)]
-    nk = len(blocks)
-    qmat = np.zeros((n, nk * ncoef))
-    smat = np.zeros((n, nk))
-    grams = np.empty((nk, ncoef, ncoef))
-    split = np.empty(nk, dtype=np.int64)
-    noise = np.zeros(nb_max)
-    for k, (b, lo, hi) in enumerate(blocks):
-        xb = x[lo:hi]
-        mid = 0.5 * (xb[0] + xb[-1])
-        half = 0.5 * (xb[-1] - xb[0])
-        t = (xb - mid) / half
-        qm, rm = np.linalg.qr(t[:, None] ** np.arange(ncoef))
-        qmat[lo:hi, k * ncoef : (k + 1) * ncoef] = qm
-        smat[lo:hi, k] = 1.0
-        dq = derivative_rows(t, deg, q) / half**q  # (L, ncoef)
-        m = dq @ np.linalg.inv(rm)  # the q-th derivative of the fit is m @ z
-        grams[k] = m.T @ m
-        noise[b] += np.trace(grams[k])  # ||m Q^T||_F^2: the fit's noise in R, per sigma^2
-        split[k] = b
-    z = (y2 @ qmat).reshape(rows, nk, ncoef)
-    ss = (y2 * y2) @ smat  # (rows, nk)
+    if moments is None:
+        moments = block_moments(y2, x, deg, nb_max)
+    factors, noise, split = _block_derivatives(_key(x), deg, q, nb_max)
+    nk = split.shape[0]
+    z = moments[0][:, :nk, :ncoef]
+    ss = moments[1][:, :nk]
     proj = np.einsum("rkc,rkc->rk", z, z)
-    raw_k = np.einsum("rkc,kcd,rkd->rk", z, grams, z, optimize=True)
+    # the fits' q-th derivatives' sums of squares, one batched product per block
+    raw_k = np.sum(np.matmul(z.transpose(1, 0, 2), factors.transpose(0, 2, 1)) ** 2, axis=2).T
     rss = np.zeros((nb_max, rows))
     raw = np.zeros((nb_max, rows))
     np.add.at(rss, split, np.maximum(ss - proj, 0.0).T)
@@ -152,6 +255,31 @@ def roughness(
     return np.where(np.isfinite(sigma) & np.isfinite(raw_b), r, np.nan)
 
 
+@lru_cache(maxsize=64)
+def _plugin_coefficients(
+    n: int, degree: int, deriv: int, wmin: int, wmax: int, kernel: str
+) -> np.ndarray:
+    """Per odd window in [wmin, wmax]: the plug-in MSE's interior variance and bias and end
+    variance and bias factors (4, windows) at unit spacing; no data enter them."""
+    cands = np.arange(wmin, wmax + 1, 2)
+    q = bias_order(degree, deriv)
+    qe = degree + 1
+    coef = np.empty((4, cands.size))  # interior var, interior bias, end var, end bias
+    for i, w in enumerate(cands):
+        half = int(w) // 2
+        c = centre_weights(int(w), degree, deriv, kernel)
+        j = np.arange(-half, half + 1, dtype=np.float64)
+        e = end_weights(int(w), degree, deriv, kernel)  # (half, w)
+        je = np.arange(w, dtype=np.float64)[None, :] - np.arange(half)[:, None]
+        inner = n - 2 * half
+        coef[0, i] = inner * np.sum(c**2)
+        coef[1, i] = inner * (np.sum(c * j**q) / math.factorial(q)) ** 2
+        coef[2, i] = 2.0 * np.sum(e**2)
+        coef[3, i] = 2.0 * np.sum((np.sum(e * je**qe, axis=1) / math.factorial(qe)) ** 2)
+    coef.setflags(write=False)
+    return coef
+
+
 def plugin_window(
     sigma: np.ndarray,
     rough: np.ndarray,
@@ -175,18 +303,7 @@ def plugin_window(
     cands = np.arange(wmin, wmax + 1, 2)
     q = bias_order(degree, deriv)
     qe = degree + 1
-    coef = np.empty((4, cands.size))  # interior var, interior bias, end var, end bias
-    for i, w in enumerate(cands):
-        half = int(w) // 2
-        c = centre_weights(int(w), degree, deriv, kernel)
-        j = np.arange(-half, half + 1, dtype=np.float64)
-        e = end_weights(int(w), degree, deriv, kernel)  # (half, w)
-        je = np.arange(w, dtype=np.float64)[None, :] - np.arange(half)[:, None]
-        inner = n - 2 * half
-        coef[0, i] = inner * np.sum(c**2)
-        coef[1, i] = inner * (np.sum(c * j**q) / math.factorial(q)) ** 2
-        coef[2, i] = 2.0 * np.sum(e**2)
-        coef[3, i] = 2.0 * np.sum((np.sum(e * je**qe, axis=1) / math.factorial(qe)) ** 2)
+    coef = _plugin_coefficients(n, degree, deriv, wmin, wmax, kernel)
     var = sigma[:, None] ** 2 * (coef[0] + coef[2]) / h ** (2 * deriv)
     bias = rough[:, None] * coef[1] * h ** (2 * (q - deriv))
     bias_end = rough_end[:, None] * coef[3] * h ** (2 * (qe - deriv))
@@ -214,8 +331,12 @@ def choose_window(
     wmax = max(wmin, min(wmax, n if n % 2 else n - 1))
     sigma = noise_sigma(y2, x)
     q = bias_order(degree, deriv)
-    rough = roughness(y2, x, q, sigma)
-    rough_end = rough if q == degree + 1 else roughness(y2, x, degree + 1, sigma)
+    qs = [q] if q == degree + 1 else [q, degree + 1]
+    # one set of block fits serves both roughness estimates (the larger degree and split)
+    sizes = [_degree_blocks(n, v) for v in qs]
+    moments = block_moments(y2, x, max(s[0] for s in sizes), max(s[1] for s in sizes))
+    rough = roughness(y2, x, q, sigma, moments=moments)
+    rough_end = rough if len(qs) == 1 else roughness(y2, x, qs[1], sigma, moments=moments)
     h = float(x[-1] - x[0]) / (n - 1)
     windows = plugin_window(sigma, rough, rough_end, h, n, degree, deriv, wmin, wmax, kernel)
     return windows, sigma
