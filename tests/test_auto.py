@@ -151,9 +151,20 @@ def test_spline_smoothing_blends_cross_validation_and_maximum_likelihood(monkeyp
     ch = k.choose(y, x, 2, k.make_params({}), np)
     step = x[1] - x[0]
     want_ml = np.log10(ch["measurement_noise"] / (ch["process_noise"] * step**5))
+    # with the ML value (weight > 0) shifted by the noise-to-range ratio and the length
+    nsr = noise_sigma(y, x=x) / np.ptp(y, axis=-1)
+    assert np.all((nsr > auto.NSR_RANGE[0]) & (nsr < auto.NSR_RANGE[1]))
+    shift = (
+        auto.ML_SHIFT[2]
+        + auto.NSR_SLOPE * np.log10(nsr / 0.03)
+        + auto.N_SLOPE * np.log10(151 / 201)
+    )
     res = auto.RESOLUTION
-    np.testing.assert_allclose(ml, want_ml, atol=res / 2 + 1e-9)
-    np.testing.assert_allclose(both, 0.5 * (cv + ml), atol=res + 1e-9)
+    np.testing.assert_allclose(ml, want_ml + shift, atol=res / 2 + 1e-9)
+    np.testing.assert_allclose(both, 0.5 * (cv + ml + shift), atol=res + 1e-9)
+    # less noise, more smoothing relative to both estimates (the derivative's optimum moves
+    # away from the signal's as the noise falls)
+    assert auto.NSR_SLOPE < 0
     # rounded to the resolution: few distinct values, few sets of gains
     np.testing.assert_allclose(both / res, np.round(both / res), atol=1e-6)
 
@@ -201,6 +212,47 @@ def test_periodic_series_prefer_spectral_and_others_do_not():
     ye = np.exp(xe) + 0.03 * np.ptp(np.exp(xe)) * rng.standard_normal((6, xe.size))
     che = get_method("auto").choose(ye, xe, 2, p, np)
     assert np.all(che["spectral.extension"] == 0)
+
+
+def test_spectral_loses_its_bonus_where_the_spline_does_not_continue_across_the_wrap():
+    """A damped oscillation passes spectral's own wrap test (its quadratic fits are poor on
+    it) but not the spline's: the bonus is denied and the spline's ends win."""
+    from deltaflow.kernels import auto
+
+    rng = np.random.default_rng(3)
+    t = np.linspace(0.0, 10.0, 201)
+    clean = np.exp(-0.3 * t) * np.sin(2 * t)
+    true = np.exp(-0.3 * t) * (2 * np.cos(2 * t) - 0.3 * np.sin(2 * t))
+    y = clean + 0.05 * np.ptp(clean) * rng.standard_normal((8, t.size))
+    p = get_method("auto").make_params()
+    ch = get_method("auto").choose(y, t, 1, p, np)
+    assert np.mean(ch["spectral.extension"] != 0) >= 0.25  # spectral's test lets them pass
+    z = auto.wrap_z(
+        y, t, ch["spline.smoothing"], noise_sigma(y, x=t), ch["spectral.extension"] == 2
+    )
+    assert np.all(z > auto.WRAP_Z)
+    assert np.all(ch["method"] != CANDIDATES.index("spectral"))
+    d = dfl.differentiate_array(y, t, method="auto")
+    keep = auto.WRAP_Z
+    try:
+        auto.WRAP_Z = np.inf
+        d_inf = dfl.differentiate_array(y, t, method="auto")
+    finally:
+        auto.WRAP_Z = keep
+    assert rmse(d, true) < 0.6 * rmse(d_inf, true)
+    # periodic series pass it: sin over whole periods at the same noise
+    x = np.linspace(0, 2 * np.pi, 201)
+    ys = np.sin(x) + 0.1 * rng.standard_normal((8, x.size))
+    chs = get_method("auto").choose(ys, x, 1, p, np)
+    per = chs["spectral.extension"] != 0
+    zs = auto.wrap_z(
+        ys[per],
+        x,
+        chs["spline.smoothing"][per],
+        noise_sigma(ys[per], x=x),
+        chs["spectral.extension"][per] == 2,
+    )
+    assert per.sum() >= 6 and np.all(zs <= auto.WRAP_Z)
 
 
 def test_noise_free_series_take_the_most_accurate_finite_differences() -> None:
