@@ -93,6 +93,16 @@ WRAP_WINDOW = 64
 # a band's median power counts as signal (lost by a cutoff, or unresolved) only this many
 # standard errors above the noise floor
 BAND_Z = 3.0
+# a periodic extension's single-bin bands (the lowest bins, one band each) count as signal
+# only where a noise bin would get there for at most this fraction of series, over all of
+# them together: one bin at BAND_Z standard errors is reached by chance for ~1 series in 40,
+# and with 3-10 such bins a noise peak below the cutoff made the reflection win on periodic
+# series. Measured (200 series per case, RMSE pooled, interior): sin over a period on 101
+# samples at 1 / 5 / 10 % noise, order 1 0.0182 / 0.040 / 0.089 -> 0.0178 / 0.036 / 0.084,
+# order 2 0.054 / 0.094 / 0.144 -> 0.048 / 0.080 / 0.131; two-frequency (201) at 1 %, order 1
+# 0.0177 -> 0.0136; the hidden-kink series of the module notes at 10 % noise taken periodic
+# for 9 -> 14 % (half period) and 32 -> 39 % (slope), RMSE up by 6-7 % there.
+SINGLE_BIN_FW = 0.01
 # a periodic extension (one that passed the wrap tests) is used unless its estimated error
 # exceeds the reflection's by more than 1 / (1 + PERIODIC_MARGIN): the reflection's estimate
 # is optimistic, as it leaves out the leakage from the kinks of the reflected series when
@@ -367,14 +377,24 @@ def _estimated_error(
     # one / two degrees of freedom), for the band and for the floor (the reflection's top half)
     rse = _MEDIAN_RSE[1 if one_dof else 2]
     rse_floor = _MEDIAN_RSE[1] / np.sqrt(floor_bins)
-    for i, (lo, hi) in enumerate(_bands(nb)):
+    bands = _bands(nb)
+    singles = sum(1 for lo, hi in bands if hi - lo == 1)
+    # a two-dof noise bin exceeds t times its mean with probability exp(-t)
+    single_t = np.log(max(singles, 1) / SINGLE_BIN_FW) * (1.0 + BAND_Z * rse_floor)
+    for i, (lo, hi) in enumerate(bands):
         # the top band is judged against the shared floor: leakage of a periodic extension
         # that does not fit raises its own top half
         f = floor if i == 0 else ref
-        excess = np.median(power[:, lo:hi], axis=-1) / ratio - f
-        # only an excess the noise cannot explain (BAND_Z standard errors) is signal lost
-        noise = BAND_Z * np.hypot(rse / np.sqrt(hi - lo), rse_floor) * f
-        excess = np.where(excess > noise, excess, 0.0)
+        if own is not None and hi - lo == 1:
+            # one bin of a periodic spectrum: its expectation is its mean (no median ratio),
+            # and the threshold holds for all the single bins together (SINGLE_BIN_FW)
+            p = power[:, lo]
+            excess = np.where(p > single_t * f, p - f, 0.0)
+        else:
+            excess = np.median(power[:, lo:hi], axis=-1) / ratio - f
+            # only an excess the noise cannot explain (BAND_Z standard errors) is signal lost
+            noise = BAND_Z * np.hypot(rse / np.sqrt(hi - lo), rse_floor) * f
+            excess = np.where(excess > noise, excess, 0.0)
         weight = np.sum(w[lo:hi]) if i == 0 else np.sum(lost[:, lo:hi], axis=-1)
         err = err + excess * weight
     return err / float(m) ** 2
