@@ -259,3 +259,25 @@ def test_window_choice_statistics_equal_their_plain_numpy_forms():
     bw._block_derivatives.cache_clear()
     np.testing.assert_array_equal(bw.roughness(y, x2, 5, bw.noise_sigma(y, x2)), second)
     assert not np.allclose(first, second)
+
+
+def test_row_medians_equal_numpy():
+    """The window choice's row medians (branch-free quickselect) are np.nanmedian's values:
+    odd and even lengths, ties, sorted rows, NaNs and all-NaN rows."""
+    import warnings
+
+    from deltaflow.kernels import _bandwidth as bw
+
+    rng = np.random.default_rng(41)
+    for n in (1, 2, 5, 17, 18, 400, 401):
+        a = rng.standard_normal((8, n))
+        a[1] = np.round(a[1], 1)  # ties
+        a[2] = np.sort(a[2])
+        a[3] = 1.0
+        a[4, ::3] = np.nan
+        a[5] = np.nan
+        a[6, : n // 2] = 2.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ref = np.nanmedian(a, axis=1)
+        np.testing.assert_array_equal(bw._nanmedian(a), ref)
