@@ -76,6 +76,7 @@ def grid_search(
     resolution: float,
     fine: int = 4,
     climb: bool = False,
+    bound: Callable[[int, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the log10 value on grid ``lg`` that maximises a score, coarse to fine.
 
@@ -92,13 +93,23 @@ def grid_search(
     the scores between the coarse neighbours rise to one peak and fall, that is the point
     the full fine stage finds, refined by the same parabola from the same scores (about
     2.5 fine scores per row instead of 2 * fine - 2).
+
+    ``bound(i, low)``: where ``aux`` never decreases along the grid, an upper bound of the
+    rows' scores at ``lg[i]`` given ``low``, a lower bound of their ``aux`` there. The
+    coarse grid is then scored in increasing order and a row skips a value whose bound
+    (from the largest ``aux`` it has below) is under its best score so far: that value
+    cannot be its best, so the coarse best is the same; the best's neighbours are always
+    scored (the fine stage uses them).
     """
     g = lg.shape[0]
     every = np.arange(rows)
-    coarse = np.empty((g, rows))
-    coarse_aux = np.empty((g, rows))
-    for i, v in enumerate(lg):
-        coarse[i], coarse_aux[i] = evaluate(float(v), every)
+    if bound is None:
+        coarse = np.empty((g, rows))
+        coarse_aux = np.empty((g, rows))
+        for i, v in enumerate(lg):
+            coarse[i], coarse_aux[i] = evaluate(float(v), every)
+    else:
+        coarse, coarse_aux = _pruned_coarse(lg, rows, evaluate, bound)
     best = np.argmax(coarse, axis=0)
     width = 2 * fine + 1
     local = np.full((width, rows), -np.inf)
@@ -125,6 +136,44 @@ def grid_search(
         local[slot, sel] = score
         local_aux[slot, sel] = aux
     return _parabola(lg, best, local, local_aux, resolution, fine)
+
+
+def _pruned_coarse(
+    lg: np.ndarray,
+    rows: int,
+    evaluate: Callable[[float, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    bound: Callable[[int, np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The coarse stage of :func:`grid_search` with ``bound``: (g, rows) scores and aux,
+    -inf / NaN where a value was skipped."""
+    g = lg.shape[0]
+    every = np.arange(rows)
+    coarse = np.full((g, rows), -np.inf)
+    coarse_aux = np.full((g, rows), np.nan)
+    done = np.zeros((g, rows), dtype=bool)
+    top = np.full(rows, -np.inf)  # best score so far
+    low = np.zeros(rows)  # largest aux so far: a lower bound of aux further up the grid
+    exact = np.ones(rows, dtype=bool)  # rows whose scores and aux stayed finite
+    for i, v in enumerate(lg):
+        # skip only by a clear margin (rounding of the scores is far below it)
+        skip = exact & (bound(i, low) < top - 1e-6)
+        sel = every[~skip]
+        if sel.size:
+            score, aux = evaluate(float(v), sel)
+            coarse[i, sel], coarse_aux[i, sel] = score, aux
+            done[i, sel] = True
+            exact[sel] &= np.isfinite(score) & np.isfinite(aux)
+            top[sel] = np.fmax(top[sel], score)
+            low[sel] = np.fmax(low[sel], aux)
+    best = np.argmax(coarse, axis=0)
+    for k in (-1, 1):  # the fine stage reads the best's neighbours
+        nb = best + k
+        ok = (nb >= 0) & (nb < g)
+        ok[ok] = ~done[nb[ok], every[ok]]
+        for i in np.unique(nb[ok]):
+            sel = every[ok & (nb == i)]
+            coarse[i, sel], coarse_aux[i, sel] = evaluate(float(lg[i]), sel)
+    return coarse, coarse_aux
 
 
 def _parabola(
@@ -626,9 +675,6 @@ def _run_lanes(yt, obs, fs, ks, gs, states, innov):  # pragma: no cover - compil
     """
     n, nl = yt.shape
     d = states.shape[1]
-    if d == 3:
-        _run_lanes3(yt, obs, fs, ks, gs, states, innov)
-        return
     a = np.zeros((d, nl))
     e = np.empty(nl)
     acc = np.empty(nl)
@@ -681,77 +727,14 @@ def _run_lanes(yt, obs, fs, ks, gs, states, innov):  # pragma: no cover - compil
                 states[t, i, l] = acc[l]
 
 
-@numba.njit(nogil=True, cache=True)
-def _run_lanes3(yt, obs, fs, ks, gs, states, innov):  # pragma: no cover - compiled
-    """:func:`_run_lanes` for d = 3, each time step one loop over the lanes (the same
-    operations in the same order, written out so that the loops vectorise)."""
-    n, nl = yt.shape
-    a = np.zeros((3, nl))
-    for t in range(n):
-        k0, k1, k2 = ks[t, 0], ks[t, 1], ks[t, 2]
-        last = t == n - 1
-        if not last:
-            f00, f01, f02 = fs[t, 0, 0], fs[t, 0, 1], fs[t, 0, 2]
-            f11, f12, f22 = fs[t, 1, 1], fs[t, 1, 2], fs[t, 2, 2]
-        if obs[t]:
-            for l in range(nl):
-                e = yt[t, l] - a[0, l]
-                innov[t, l] = e
-                s0 = a[0, l] + k0 * e
-                s1 = a[1, l] + k1 * e
-                s2 = a[2, l] + k2 * e
-                states[t, 0, l] = s0
-                states[t, 1, l] = s1
-                states[t, 2, l] = s2
-                if not last:
-                    a[0, l] = ((0.0 + f00 * s0) + f01 * s1) + f02 * s2
-                    a[1, l] = (0.0 + f11 * s1) + f12 * s2
-                    a[2, l] = 0.0 + f22 * s2
-        else:
-            for l in range(nl):
-                innov[t, l] = 0.0
-                s0 = a[0, l]
-                s1 = a[1, l]
-                s2 = a[2, l]
-                states[t, 0, l] = s0
-                states[t, 1, l] = s1
-                states[t, 2, l] = s2
-                if not last:
-                    a[0, l] = ((0.0 + f00 * s0) + f01 * s1) + f02 * s2
-                    a[1, l] = (0.0 + f11 * s1) + f12 * s2
-                    a[2, l] = 0.0 + f22 * s2
-    nxt = states[n - 1].copy()
-    for t in range(n - 2, -1, -1):
-        f00, f01, f02 = fs[t, 0, 0], fs[t, 0, 1], fs[t, 0, 2]
-        f11, f12, f22 = fs[t, 1, 1], fs[t, 1, 2], fs[t, 2, 2]
-        g00, g01, g02 = gs[t, 0, 0], gs[t, 0, 1], gs[t, 0, 2]
-        g10, g11, g12 = gs[t, 1, 0], gs[t, 1, 1], gs[t, 1, 2]
-        g20, g21, g22 = gs[t, 2, 0], gs[t, 2, 1], gs[t, 2, 2]
-        for l in range(nl):
-            s0 = states[t, 0, l]
-            s1 = states[t, 1, l]
-            s2 = states[t, 2, l]
-            d0 = nxt[0, l] - (((0.0 + f00 * s0) + f01 * s1) + f02 * s2)
-            d1 = nxt[1, l] - ((0.0 + f11 * s1) + f12 * s2)
-            d2 = nxt[2, l] - (0.0 + f22 * s2)
-            s0 = ((s0 + g00 * d0) + g01 * d1) + g02 * d2
-            s1 = ((s1 + g10 * d0) + g11 * d1) + g12 * d2
-            s2 = ((s2 + g20 * d0) + g21 * d1) + g22 * d2
-            nxt[0, l] = s0
-            nxt[1, l] = s1
-            nxt[2, l] = s2
-            states[t, 0, l] = s0
-            states[t, 1, l] = s1
-            states[t, 2, l] = s2
-
-
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, fastmath={"contract"})
 def _fit_rss_block3(yt, obs, fs, ks, gs, es, minv, z0, states, rss):  # pragma: no cover
     """:func:`_fit_rss_rows` for d = 3 on the lanes of yt (n, L), which it overwrites.
 
     The initial-state sums are accumulated during the forward pass and each residual is
     formed as the backward pass reaches its sample, so the smoothed states are never
-    stored; every operation and its order is that of the row kernels (identical results).
+    stored. The operations are those of the row kernels in the same order, with products
+    and sums fused into multiply-adds (~10-20 % faster; sums equal to ~1e-14 relative).
     """
     n, nl = yt.shape
     a = np.zeros((3, nl))
@@ -781,9 +764,9 @@ def _fit_rss_block3(yt, obs, fs, ks, gs, es, minv, z0, states, rss):  # pragma: 
             states[t, 1, l] = s1
             states[t, 2, l] = s2
             if not last:
-                a[0, l] = ((0.0 + f00 * s0) + f01 * s1) + f02 * s2
-                a[1, l] = (0.0 + f11 * s1) + f12 * s2
-                a[2, l] = 0.0 + f22 * s2
+                a[0, l] = (f00 * s0 + f01 * s1) + f02 * s2
+                a[1, l] = f11 * s1 + f12 * s2
+                a[2, l] = f22 * s2
     c = np.empty((3, nl))  # the initial-state correction s0 = -minv @ b
     for i in range(3):
         m0, m1, m2 = minv[i, 0], minv[i, 1], minv[i, 2]
@@ -806,9 +789,9 @@ def _fit_rss_block3(yt, obs, fs, ks, gs, es, minv, z0, states, rss):  # pragma: 
             s0 = states[t, 0, l]
             s1 = states[t, 1, l]
             s2 = states[t, 2, l]
-            d0 = nxt[0, l] - (((0.0 + f00 * s0) + f01 * s1) + f02 * s2)
-            d1 = nxt[1, l] - ((0.0 + f11 * s1) + f12 * s2)
-            d2 = nxt[2, l] - (0.0 + f22 * s2)
+            d0 = nxt[0, l] - ((f00 * s0 + f01 * s1) + f02 * s2)
+            d1 = nxt[1, l] - (f11 * s1 + f12 * s2)
+            d2 = nxt[2, l] - (f22 * s2)
             s0 = ((s0 + g00 * d0) + g01 * d1) + g02 * d2
             nxt[1, l] = ((s1 + g10 * d0) + g11 * d1) + g12 * d2
             nxt[2, l] = ((s2 + g20 * d0) + g21 * d1) + g22 * d2
@@ -826,7 +809,8 @@ def _fit_rss_block3(yt, obs, fs, ks, gs, es, minv, z0, states, rss):  # pragma: 
 
 @numba.njit(nogil=True, cache=True)
 def _fit_rss_lanes(y, obs, fs, ks, gs, es, minv, z0, nl, out):  # pragma: no cover - compiled
-    """:func:`_fit_rss_rows` nl rows at a time (identical results, vectorised over rows)."""
+    """:func:`_fit_rss_rows` nl rows at a time, vectorised over rows (identical sums for
+    d = 2; for d = 3 see :func:`_fit_rss_block3`)."""
     rows, n = y.shape
     d = minv.shape[0]
     yt = np.zeros((n, nl))

@@ -120,15 +120,24 @@ def _choose(y: Any, x: np.ndarray, order: int, params: SplineParams, xp: Any) ->
 
         cache: dict[float, tuple[ss.Gains, float]] = {}
 
-        def gcv(ls: float, sel: np.ndarray, obs=obs, ys=ys, n_eff=n_eff, cache=cache) -> tuple:
-            if ls not in cache:  # rows reach a value in different rounds of the climb
+        def gains(ls: float, obs=obs, n_eff=n_eff, cache=cache) -> tuple[ss.Gains, float]:
+            if ls not in cache:  # rows reach a value in different rounds of the search
                 gn = ss.gains(u, obs, m, 10.0**-ls)
                 cache[ls] = gn, max(n_eff - gn.hat_trace(), 1e-12)
-            gn, dof = cache[ls]
+            return cache[ls]
+
+        def gcv(ls: float, sel: np.ndarray, ys=ys, n_eff=n_eff) -> tuple:
+            gn, dof = gains(ls)
             rss = ss.fit_rss(gn, ys if sel.size == ys.shape[0] else ys[sel])
             return -np.log(np.maximum(n_eff * rss / dof**2, 1e-300)), rss
 
-        chosen, _ = ss.grid_search(lg, rows.size, gcv, CHOICE_RESOLUTION, climb=True)
+        def bound(i: int, low: np.ndarray, n_eff=n_eff) -> np.ndarray:
+            # the residual sum of squares grows with the smoothing (the eigenvalues of
+            # I - S do), so the rss reached below bounds it from below here
+            dof = gains(float(lg[i]))[1]
+            return -np.log(np.maximum(n_eff * low / dof**2, 1e-300))
+
+        chosen, _ = ss.grid_search(lg, rows.size, gcv, CHOICE_RESOLUTION, climb=True, bound=bound)
         best[rows] = 10.0**chosen
     factor = DERIVATIVE_FACTOR[params.degree][order]
     return {"smoothing": (best * factor).reshape(shape)}
