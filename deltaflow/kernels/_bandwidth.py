@@ -93,14 +93,16 @@ def _mad_rows(y2, a, out):  # pragma: no cover - compiled
     rows, n = y2.shape
     k, w = a.shape
     e = np.empty(k)
+    at = np.ascontiguousarray(a.T)  # (w, k): the loops below run along t and vectorise
     for r in range(rows):
+        for t in range(k):
+            e[t] = 0.0
+        for i in range(w):
+            for t in range(k):
+                e[t] += at[i, t] * y2[r, t + i]
         nan = False
         for t in range(k):
-            acc = 0.0
-            for i in range(w):
-                acc += a[t, i] * y2[r, t + i]
-            e[t] = acc
-            if acc != acc:
+            if e[t] != e[t]:
                 nan = True
         med = np.nanmedian(e) if nan else _median(e)
         for t in range(k):
@@ -224,9 +226,10 @@ def block_moments(
     return z, ss
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
 def _block_squares(y2, bounds, out):  # pragma: no cover - compiled
-    """Per row of y2 (rows, n): the sum of squares over each block (start, stop) of bounds."""
+    """Per row of y2 (rows, n): the sum of squares over each block (start, stop) of bounds
+    (reassociated, so that the sums vectorise)."""
     rows = y2.shape[0]
     for r in range(rows):
         for k in range(bounds.shape[0]):
