@@ -739,31 +739,26 @@ def _fit_rss_block3(yt, obs, fs, ks, gs, es, minv, z0, states, rss):  # pragma: 
     n, nl = yt.shape
     a = np.zeros((3, nl))
     b = np.zeros((3, nl))
+    # no branch on obs: at an unobserved sample y is 0 (the caller's), the gain and the
+    # augmentation row are 0, so the update leaves the state and the sums as they are
     for t in range(n):
         k0, k1, k2 = ks[t, 0], ks[t, 1], ks[t, 2]
         e0, e1, e2 = es[t, 0], es[t, 1], es[t, 2]
-        o = obs[t]
-        last = t == n - 1
-        if not last:
-            f00, f01, f02 = fs[t, 0, 0], fs[t, 0, 1], fs[t, 0, 2]
-            f11, f12, f22 = fs[t, 1, 1], fs[t, 1, 2], fs[t, 2, 2]
         for l in range(nl):
-            e = yt[t, l] - a[0, l] if o else 0.0
+            e = yt[t, l] - a[0, l]
             b[0, l] += e0 * e
             b[1, l] += e1 * e
             b[2, l] += e2 * e
-            if o:
-                s0 = a[0, l] + k0 * e
-                s1 = a[1, l] + k1 * e
-                s2 = a[2, l] + k2 * e
-            else:
-                s0 = a[0, l]
-                s1 = a[1, l]
-                s2 = a[2, l]
-            states[t, 0, l] = s0
-            states[t, 1, l] = s1
-            states[t, 2, l] = s2
-            if not last:
+            states[t, 0, l] = a[0, l] + k0 * e
+            states[t, 1, l] = a[1, l] + k1 * e
+            states[t, 2, l] = a[2, l] + k2 * e
+        if t < n - 1:
+            f00, f01, f02 = fs[t, 0, 0], fs[t, 0, 1], fs[t, 0, 2]
+            f11, f12, f22 = fs[t, 1, 1], fs[t, 1, 2], fs[t, 2, 2]
+            for l in range(nl):
+                s0 = states[t, 0, l]
+                s1 = states[t, 1, l]
+                s2 = states[t, 2, l]
                 a[0, l] = (f00 * s0 + f01 * s1) + f02 * s2
                 a[1, l] = f11 * s1 + f12 * s2
                 a[2, l] = f22 * s2
@@ -867,7 +862,10 @@ def _fit_rss_lanes(y, obs, fs, ks, gs, es, minv, z0, nl, out):  # pragma: no cov
 
 
 def fit_rss(g: Gains, y: np.ndarray) -> np.ndarray:
-    """Per row of y: the residual sum of squares of the smoothed fit over observed samples."""
+    """Per row of y: the residual sum of squares of the smoothed fit over observed samples.
+
+    y must be finite everywhere (the spline passes zeros where ``g.obs`` is False).
+    """
     out = np.empty((y.shape[0], 1))
     z0 = np.ascontiguousarray(g.z[:, 0, :])
     lanes = max(1, min(LANES, y.shape[0]))
