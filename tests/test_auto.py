@@ -214,6 +214,29 @@ def test_periodic_series_prefer_spectral_and_others_do_not():
     assert np.all(che["spectral.extension"] == 0)
 
 
+def test_polynomial_data_take_the_largest_spline_smoothing():
+    """Where cross-validation wants far more smoothing than the likelihood (a cubic trend,
+    which the corrected quintic spline recovers at any smoothing), the spline takes its
+    largest smoothing, and its derivatives gain over the blend."""
+    from deltaflow.kernels import auto
+
+    x = np.linspace(-1.5, 1.5, 101)
+    y = x**3 - x + 0.045 * np.random.default_rng(4).standard_normal((6, x.size))
+    hi = auto.TUNINGS["spline"].hi
+    for order, true, gain in ((1, 3 * x**2 - 1, 0.97), (2, 6 * x, 0.95)):  # 0.94, 0.91
+        kw = {"method": "auto", "candidates": ("spline",), "return_choices": True}
+        d, ch = dfl.differentiate_array(y, x, order=order, **kw)
+        np.testing.assert_allclose(ch["spline.smoothing"], hi, rtol=1e-9)
+        keep = auto.POLY_GAP
+        try:
+            auto.POLY_GAP = np.inf
+            d_blend, ch_blend = dfl.differentiate_array(y, x, order=order, **kw)
+        finally:
+            auto.POLY_GAP = keep
+        assert np.all(ch_blend["spline.smoothing"] < 1e-2 * hi)
+        assert rmse(d, true) < gain * rmse(d_blend, true)
+
+
 def test_spectral_loses_its_bonus_where_the_spline_does_not_continue_across_the_wrap():
     """A damped oscillation passes spectral's own wrap test (its quadratic fits are poor on
     it) but not the spline's: the bonus is denied and the spline's ends win."""
