@@ -125,7 +125,7 @@ def _choose(y: Any, x: np.ndarray, order: int, params: KalmanParams, xp: Any) ->
         def loglik(lrho: float, sel: np.ndarray, obs=obs, ys=ys, dof=dof) -> tuple:
             rho = 10.0**lrho
             gn = ss.gains(u, obs, d, rho)
-            rss = ss.innovation_rss(gn, ys if sel.size == ys.shape[0] else ys[sel])
+            rss = ss.innovation_rss(gn, ss.take_rows(ys, sel))
             rss = np.maximum(rss, 1e-300)
             const = gn.log_det_innovations()
             if q_given is None and r_given is None:

@@ -128,7 +128,7 @@ def _choose(y: Any, x: np.ndarray, order: int, params: SplineParams, xp: Any) ->
 
         def gcv(ls: float, sel: np.ndarray, ys=ys, n_eff=n_eff) -> tuple:
             gn, dof = gains(ls)
-            rss = ss.fit_rss(gn, ys if sel.size == ys.shape[0] else ys[sel])
+            rss = ss.fit_rss(gn, ss.take_rows(ys, sel))
             return -np.log(np.maximum(n_eff * rss / dof**2, 1e-300)), rss
 
         def bound(i: int, low: np.ndarray, n_eff=n_eff) -> np.ndarray:
