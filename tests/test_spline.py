@@ -248,6 +248,8 @@ def test_fit_rss_by_lanes_equals_row_by_row(d):
         tol = 0.0 if d == 2 else 1e-12
         np.testing.assert_allclose(ss.fit_rss(g, ys), ref[:, 0], rtol=tol, atol=0)
         np.testing.assert_allclose(ss.fit_rss(g, ys[:3]), ref[:3, 0], rtol=tol, atol=0)
+        pick = np.array([40, 2, 7, 7])
+        np.testing.assert_array_equal(ss.fit_rss(g, ys, pick), ss.fit_rss(g, ys[pick]))
 
 
 def test_gcv_climb_finds_the_full_grid_choice():

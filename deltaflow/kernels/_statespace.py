@@ -25,7 +25,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from ._stencil import run_rows
+from ._stencil import _pool, _threads_for, run_rows
 from .registry import Output
 
 
@@ -812,10 +812,11 @@ def _fit_rss_block3(yt, obs, fs, ks, gs, es, minv, z0, states, rss):  # pragma: 
 
 
 @numba.njit(nogil=True, cache=True)
-def _fit_rss_lanes(y, obs, fs, ks, gs, es, minv, z0, nl, out):  # pragma: no cover - compiled
+def _fit_rss_lanes(y, obs, fs, ks, gs, es, minv, z0, nl, out, pick):  # pragma: no cover
     """:func:`_fit_rss_rows` nl rows at a time, vectorised over rows (identical sums for
-    d = 2; for d = 3 see :func:`_fit_rss_block3`)."""
-    rows, n = y.shape
+    d = 2; for d = 3 see :func:`_fit_rss_block3`): the rows ``pick`` of y, into out."""
+    rows = pick.shape[0]
+    n = y.shape[1]
     d = minv.shape[0]
     yt = np.zeros((n, nl))
     states = np.empty((n, d, nl))
@@ -827,8 +828,9 @@ def _fit_rss_lanes(y, obs, fs, ks, gs, es, minv, z0, nl, out):  # pragma: no cov
     for r0 in range(0, rows, nl):
         m = min(nl, rows - r0)
         for l in range(m):
+            row = pick[r0 + l]
             for t in range(n):
-                yt[t, l] = y[r0 + l, t]
+                yt[t, l] = y[row, t]
         for l in range(m, nl):  # unused lanes of the last block: zeros
             for t in range(n):
                 yt[t, l] = 0.0
@@ -870,15 +872,30 @@ def _fit_rss_lanes(y, obs, fs, ks, gs, es, minv, z0, nl, out):  # pragma: no cov
             out[r0 + l, 0] = rss[l]
 
 
-def fit_rss(g: Gains, y: np.ndarray) -> np.ndarray:
-    """Per row of y: the residual sum of squares of the smoothed fit over observed samples.
+def fit_rss(g: Gains, y: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Per row of y (or of ``y[rows]``, read in place): the residual sum of squares of the
+    smoothed fit over observed samples.
 
     y must be finite everywhere (the spline passes zeros where ``g.obs`` is False).
     """
-    out = np.empty((y.shape[0], 1))
+    pick = np.arange(y.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+    out = np.empty((pick.shape[0], 1))
     z0 = np.ascontiguousarray(g.z[:, 0, :])
-    lanes = max(1, min(LANES, y.shape[0]))
-    run_rows(_fit_rss_lanes, y, out, g.obs, g.fs, g.ks, g.gs, g.es, g.minv, z0, lanes)
+    lanes = max(1, min(LANES, pick.shape[0]))
+    args = (g.obs, g.fs, g.ks, g.gs, g.es, g.minv, z0, lanes)
+    # split over threads as run_rows would for pick's rows
+    nt = min(_threads_for(pick.shape[0] * y.shape[1]), pick.shape[0])
+    if nt <= 1:
+        _fit_rss_lanes(y, *args, out, pick)
+        return out[:, 0]
+    cut = np.linspace(0, pick.shape[0], nt + 1).astype(int)
+    futs = [
+        _pool().submit(_fit_rss_lanes, y, *args, out[a:b], pick[a:b])
+        for a, b in zip(cut[:-1], cut[1:], strict=True)
+        if b > a
+    ]
+    for f in futs:
+        f.result()
     return out[:, 0]
 
 

@@ -115,7 +115,9 @@ def _choose(y: Any, x: np.ndarray, order: int, params: SplineParams, xp: Any) ->
     for group in ss.group_rows(np.zeros(idx.size), nan[idx]):
         rows = idx[group]
         obs = ~nan[rows[0]]
-        ys = np.where(obs, y2[rows], 0.0)
+        ys = y2 if rows.size == y2.shape[0] else y2[rows]  # group rows are sorted
+        if not obs.all():
+            ys = np.where(obs, ys, 0.0)
         n_eff = float(obs.sum())
 
         cache: dict[float, tuple[ss.Gains, float]] = {}
@@ -128,7 +130,7 @@ def _choose(y: Any, x: np.ndarray, order: int, params: SplineParams, xp: Any) ->
 
         def gcv(ls: float, sel: np.ndarray, ys=ys, n_eff=n_eff) -> tuple:
             gn, dof = gains(ls)
-            rss = ss.fit_rss(gn, ss.take_rows(ys, sel))
+            rss = ss.fit_rss(gn, ys, sel)  # the rows in the order the search asks
             return -np.log(np.maximum(n_eff * rss / dof**2, 1e-300)), rss
 
         def bound(i: int, low: np.ndarray, n_eff=n_eff) -> np.ndarray:
