@@ -21,6 +21,11 @@ A window is chosen per series from the whole series, in three steps:
 The bias order q is the first polynomial degree above p whose term the centred fit does
 not absorb: p + 1 when p + 1 - k is even, else p + 2 (symmetry cancels the other).
 Everything is vectorised over series; the weights depend only on the window.
+
+Cost, per series of 1,000 samples: the noise MAD (differences and two exact medians by a
+branch-free quickselect, numba, per row), one matrix product for the block fits of both
+roughness orders, and small per-block sums; what depends on x alone (block bases, their
+derivative factors, the plug-in's per-window coefficients) is cached per grid.
 """
 
 from __future__ import annotations

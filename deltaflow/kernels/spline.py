@@ -14,7 +14,9 @@ and on irregular x with close samples); the recursion keeps ~1e-12 at any smooth
 the same value smooths the same whatever the unit of x; ``smoothing**(1/(2m))`` is roughly
 the kernel's half width in samples. Left as None it is chosen per series by generalised
 cross-validation (GCV) on a grid of values, each one set of gains for the whole batch, with
-the hat matrix's trace from the smoothed variances; the GCV choice is then multiplied by
+the hat matrix's trace from the smoothed variances (the search skips the coarse values that
+a bound rules out and climbs through the fine ones, ``_statespace.grid_search``; the
+residual sums run 32 series at a time, ``fit_rss``); the GCV choice is then multiplied by
 ``DERIVATIVE_FACTOR`` (measured: the smoothing that predicts the signal best is too small
 for its derivatives). Orders below m are state components; higher orders (up to 3) come
 from the spline's polynomial on each interval, exact for the spline.
