@@ -575,6 +575,31 @@ def _choose(
     return out
 
 
+def choose_with_extension(
+    y: np.ndarray, x: np.ndarray, order: int, params: SpectralParams, extension: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Choices for rows (rows, n) whose extension is given (codes into ``EXTENSIONS``, (rows,)).
+
+    Each row gets its own cutoff for that extension; a code of -1 leaves the row to the
+    usual choice of extension. ``auto`` uses it to cross-validate the halves of a series
+    with the extension chosen on the whole series (a half's own choice can differ by chance).
+    """
+    h = _check_uniform(x)
+    y2 = np.asarray(y, dtype=np.float64).reshape(-1, y.shape[-1])
+    ext = np.asarray(extension, dtype=np.int64).reshape(-1)
+    cut = np.empty(y2.shape[0])
+    code = ext.copy()
+    free = np.flatnonzero(ext < 0)
+    if free.size:
+        own = _choose(y2[free], x, order, params, np)
+        cut[free] = own["cutoff"]
+        code[free] = own.get("extension", np.zeros(free.size, dtype=np.int64))
+    for c in np.unique(ext[ext >= 0]):
+        rows = np.flatnonzero(ext == c)
+        cut[rows] = _kind_spectrum(y2[rows], x, h, order, params, EXTENSIONS[int(c)])[2]
+    return {"cutoff": cut, "extension": code}
+
+
 def _apply_one(
     y: Any,
     x: np.ndarray,
