@@ -202,3 +202,21 @@ def test_uniform_tables_equal_the_point_by_point_fits(degree):
                     outs.append(out)
                 np.testing.assert_array_equal(np.isnan(outs[0]), np.isnan(outs[1]))
                 np.testing.assert_allclose(outs[0], outs[1], rtol=1e-10, atol=1e-10)
+
+
+def test_scale_from_fused_filters_equals_the_fit_residuals():
+    """The robustness scale on uniform x (filters, residuals and median fused per row) is
+    SCALE_MADS times the median absolute residual of the non-robust fit, per window group."""
+    from deltaflow.kernels import lowess as lw
+
+    x = np.linspace(0.0, 3.0, 120)
+    rng = np.random.default_rng(22)
+    y = np.sin(2 * x) + 0.05 * rng.standard_normal((5, x.size))
+    y[3, 60] = np.nan  # 'propagate': the fit is NaN around it, the median skips those
+    windows = np.array([7, 21, 7, 21, 9])
+    p = lw.LowessParams(nan_policy="propagate")
+    got = lw._scale(y, x, windows, p)
+    for r, w in enumerate(windows):
+        fit = lw._run(y[r : r + 1], x, int(w), p, 0, np.ones(1), 1)[0, 1]
+        ref = lw.SCALE_MADS * np.nanmedian(np.abs(y[r] - fit))
+        np.testing.assert_allclose(got[r], ref, rtol=1e-12)

@@ -28,15 +28,16 @@ point.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import numba
 import numpy as np
 from pydantic import Field, field_validator
 
-from ._bandwidth import _nanmedian, choose_window
+from ._bandwidth import _median, _nanmedian, choose_window
 from ._localpoly import tricube, tricube_reach
-from ._stencil import _pool, _threads_for, local_window_starts
+from ._stencil import _pool, _threads_for, local_window_starts, run_rows
 from ._xp import asarray_like, to_numpy
 from .api import uniform_step
 from .registry import MethodParams, MethodSpec, Output, register
@@ -230,32 +231,39 @@ def _filter_window(yr, lf, s, q):  # pragma: no cover - compiled
     return c0, cq
 
 
-@numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
-def _filter_symmetric(yr, lf, s, q):  # pragma: no cover - compiled
-    """:func:`_filter_window` for a centred window whose filter rows are even (c0, c2) or
-    odd (c1) about the centre: samples are paired."""
-    w = lf.shape[1]
+@numba.njit(nogil=True, cache=True, fastmath={"contract"})
+def _filter_row(yr, lf, start, q, c0, cq):  # pragma: no cover - compiled
+    """The unweighted fits of one row on uniform x: c0 (n,) and, for q >= 0, c_q (n,).
+
+    The interior's filter is shared, so it runs tap by tap over all interior points (each
+    tap one vectorised pass, like a stencil); the end points use their own rows.
+    """
+    n = yr.shape[0]
+    w = lf.shape[2]
     half = (w - 1) // 2
-    c = s + half
-    c0 = lf[0, half] * yr[c]
-    if q < 0:
-        for j in range(half):
-            c0 += lf[0, j] * (yr[s + j] + yr[s + w - 1 - j])
-        return c0, 0.0
-    if q == 1:
-        c1 = lf[1, half] * yr[c]  # zero weight, but a NaN there still makes it NaN
-        for j in range(half):
-            a = yr[s + j]
-            e = yr[s + w - 1 - j]
-            c0 += lf[0, j] * (a + e)
-            c1 += lf[1, j] * (a - e)
-        return c0, c1
-    c2 = lf[2, half] * yr[c]
-    for j in range(half):
-        pair = yr[s + j] + yr[s + w - 1 - j]
-        c0 += lf[0, j] * pair
-        c2 += lf[2, j] * pair
-    return c0, c2
+    m = n - 2 * half
+    for i in range(m):
+        c0[half + i] = lf[0, 0, 0] * yr[i]
+    for j in range(1, w):
+        cj = lf[0, 0, j]
+        for i in range(m):
+            c0[half + i] += cj * yr[j + i]
+    if q >= 0:
+        for i in range(m):
+            cq[half + i] = lf[0, q, 0] * yr[i]
+        for j in range(1, w):
+            cj = lf[0, q, j]
+            for i in range(m):
+                cq[half + i] += cj * yr[j + i]
+    for i in range(half):
+        k = n - half + i
+        a, b = _filter_window(yr, lf[1 + i], start[i], q)
+        e, f = _filter_window(yr, lf[1 + half + i], start[k], q)
+        c0[i] = a
+        c0[k] = e
+        if q >= 0:
+            cq[i] = b
+            cq[k] = f
 
 
 @numba.njit(nogil=True, cache=True)
@@ -276,6 +284,7 @@ def _lowess_rows(
     table = kp.shape[0] > 0
     delta = np.ones(n)
     fit = np.empty(n)
+    fq = np.empty(n)
     wts = np.empty(n)
     wys = np.empty(n)
     for r in range(rows):
@@ -291,20 +300,14 @@ def _lowess_rows(
             last = it == iterations
             if table and it == 0 and not gaps:  # every weight 1: linear filters
                 q = order if last else -1
-                for i in range(n):
-                    if i < half:
-                        c0, cq = _filter_window(yr, lf[1 + i], start[i], q)
-                    elif i >= n - half:
-                        c0, cq = _filter_window(yr, lf[1 + half + i - (n - half)], start[i], q)
-                    else:
-                        c0, cq = _filter_symmetric(yr, lf[0], start[i], q)
-                    fit[i] = c0
-                    if last:
-                        out[r, 1, i] = c0
+                _filter_row(yr, lf, start, q, fit, fq)
+                if last:
+                    for i in range(n):
+                        out[r, 1, i] = fit[i]
                         if order == 1:
-                            out[r, 0, i] = cq / reach[i]
+                            out[r, 0, i] = fq[i] / reach[i]
                         else:
-                            out[r, 0, i] = 2.0 * cq / (reach[i] * reach[i])
+                            out[r, 0, i] = 2.0 * fq[i] / (reach[i] * reach[i])
             elif table:  # the samples' weights and weighted values, as _fit_point skips
                 for j in range(n):
                     v = yr[j]
@@ -479,26 +482,55 @@ def _choose(y: Any, x: np.ndarray, order: int, params: LowessParams, xp: Any) ->
 def _scale(y2: np.ndarray, x: np.ndarray, windows: Any, params: LowessParams) -> np.ndarray:
     """SCALE_MADS times the median absolute residual of the non-robust fit, per row."""
     rows = y2.shape[0]
-    fit = np.empty_like(y2)
-    none = np.ones(rows)
+    med = np.empty(rows)
+    size = np.empty(rows)
+    omit = params.nan_policy == "omit"
     for w, idx in _by_window(windows, rows):
         part = y2 if idx is None else y2[idx]
-        smooth = _run(part, x, w, params, 0, none if idx is None else none[idx], 1)[:, 1]
-        if idx is None:
-            fit = smooth
-        else:
-            fit[idx] = smooth
-    res = np.abs(y2 - fit)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
+        sel = slice(None) if idx is None else idx
+        _, _, _, lf, start, _ = _geometry(x, w, params.degree)
+        if lf.shape[0] > 0 and not (omit and np.isnan(part).any()):
+            # uniform x, every weight 1: the fit's filters, residuals and their median
+            # fused per row (the numbers of the general path below)
+            out = np.empty((part.shape[0], 2))
+            run_rows(_residual_median_rows, np.ascontiguousarray(part), out, lf, start)
+            med[sel], size[sel] = out[:, 0], out[:, 1]
+            continue
+        fit = _run(part, x, w, params, 0, np.ones(part.shape[0]), 1)[:, 1]
+        res = np.abs(part - fit)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            med = _nanmedian(res, axis=1)  # vectorised; np.nanmedian goes row by row
-            size = np.nanmax(np.abs(y2), axis=1)
+            med[sel] = _nanmedian(res, axis=1)
+            size[sel] = np.nanmax(np.abs(part), axis=1)
     scale = SCALE_MADS * med
     # exact (noise-free) fits: no reweighting, as if the scale were infinite
-    return np.where(scale > EXACT_RTOL * size, scale, np.inf)
+    with np.errstate(invalid="ignore"):
+        return np.where(scale > EXACT_RTOL * size, scale, np.inf)
+
+
+@numba.njit(nogil=True, cache=True)
+def _residual_median_rows(y, lf, start, out):  # pragma: no cover - compiled
+    """Per row of y (rows, n): the median absolute residual of the unweighted fit (its
+    filters lf, uniform x) and the largest absolute value, into out (rows, 2); NaNs
+    ignored."""
+    rows, n = y.shape
+    res = np.empty(n)
+    fit = np.empty(n)
+    for r in range(rows):
+        yr = y[r]
+        nan = False
+        size = 0.0
+        _filter_row(yr, lf, start, -1, fit, fit)
+        for i in range(n):
+            v = abs(yr[i] - fit[i])
+            res[i] = v
+            if v != v:
+                nan = True
+            a = abs(yr[i])
+            if a > size:
+                size = a
+        out[r, 0] = np.nanmedian(res) if nan else _median(res)
+        out[r, 1] = size
 
 
 def _apply(
