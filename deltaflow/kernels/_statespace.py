@@ -674,6 +674,19 @@ def _fit_rss_rows(y, obs, fs, ks, gs, es, minv, z0, out):  # pragma: no cover - 
 LANES = 32
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _predict_lanes(fs, states, t, i, acc):  # pragma: no cover - compiled
+    """acc (L,) <- component i of the transition F_t (upper triangular) applied to the
+    lanes' states at t: the prediction both passes of :func:`_run_lanes` form."""
+    d, nl = states.shape[1], states.shape[2]
+    for l in range(nl):
+        acc[l] = 0.0
+    for j in range(i, d):
+        f = fs[t, i, j]
+        for l in range(nl):
+            acc[l] += f * states[t, j, l]
+
+
 @numba.njit(nogil=True, cache=True)
 def _run_lanes(yt, obs, fs, ks, gs, states, innov):  # pragma: no cover - compiled
     """:func:`_run_row` from a zero initial mean on LANES rows at once, as columns of yt (n, L).
@@ -704,24 +717,14 @@ def _run_lanes(yt, obs, fs, ks, gs, states, innov):  # pragma: no cover - compil
                     states[t, i, l] = a[i, l]
         if t < n - 1:
             for i in range(d):
-                for l in range(nl):
-                    acc[l] = 0.0
-                for j in range(i, d):
-                    f = fs[t, i, j]
-                    for l in range(nl):
-                        acc[l] += f * states[t, j, l]
+                _predict_lanes(fs, states, t, i, acc)
                 for l in range(nl):
                     a[i, l] = acc[l]
     nxt = states[n - 1].copy()
     diff = np.empty((d, nl))
     for t in range(n - 2, -1, -1):
         for i in range(d):
-            for l in range(nl):
-                acc[l] = 0.0
-            for j in range(i, d):
-                f = fs[t, i, j]
-                for l in range(nl):
-                    acc[l] += f * states[t, j, l]
+            _predict_lanes(fs, states, t, i, acc)
             for l in range(nl):
                 diff[i, l] = nxt[i, l] - acc[l]
         for i in range(d):
