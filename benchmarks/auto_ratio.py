@@ -169,13 +169,7 @@ def _peer_ratios(method: str) -> None:
     t0 = time.perf_counter()
     for si, sig in enumerate(peers.make_signals()):
         levels = peers.NOISE_LEVELS
-        which = [(li, d) for li, lv in enumerate(levels) for d in range(peers.draws_at(lv, draws))]
-        Y = np.stack(
-            [
-                peers.add_noise(sig.truth(0), levels[li], seed=peers.noise_seed(si, li, d))
-                for li, d in which
-            ]
-        )
+        which, Y = peers.noisy_batch(sig, si, levels, draws)
         for order in (1, 2):
             if sig.irregular and not dfl.get_method(method).irregular:
                 continue

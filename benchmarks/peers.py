@@ -157,6 +157,16 @@ def add_noise(y: np.ndarray, level: float, seed: int) -> np.ndarray:
     return y + level * np.ptp(y) * rng.standard_normal(y.shape)
 
 
+def noisy_batch(
+    sig: Signal, si: int, levels: tuple[float, ...], draws: int
+) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """Every draw of every noise level of signal ``si``: the (level index, draw) of each row
+    and the rows (draws, n), in that order (the seeds of ``noise_seed``)."""
+    which = [(li, d) for li, lv in enumerate(levels) for d in range(draws_at(lv, draws))]
+    rows = [add_noise(sig.truth(0), levels[li], seed=noise_seed(si, li, d)) for li, d in which]
+    return which, np.stack(rows)
+
+
 # ---------------------------------------------------------------------------------------------
 # peers: one adapter per method, called as fn(x, Y, nu, **params) -> (m, n); nu: derivative order
 # ---------------------------------------------------------------------------------------------
@@ -933,10 +943,7 @@ def _signal_rows(si: int) -> tuple[list[dict[str, Any]], dict[str, float], float
                 cost[peer.label] = cost.get(peer.label, 0.0) + time.perf_counter() - t_peer
     # deltaflow takes every draw of every noise level of a signal as one batch (per-series
     # choices make a batched result equal the one-by-one result; the kernel contract tests it)
-    which = [(li, d) for li, lv in enumerate(levels) for d in range(draws_at(lv, draws))]
-    Y = np.stack(
-        [add_noise(sig.truth(0), levels[li], seed=noise_seed(si, li, d)) for li, d in which]
-    )
+    which, Y = noisy_batch(sig, si, levels, draws)
     for order in ORDERS:
         for m in df_methods:
             if order not in dfl.get_method(m).orders:
