@@ -60,7 +60,7 @@ import numpy as np
 from numpy.polynomial import legendre
 from pydantic import Field
 
-from ._noise import _median
+from ._noise import _MAD_NORMAL, _median
 from ._xp import asarray_like, is_numpy, scipy_for, to_numpy
 from .api import uniform_step
 from .registry import MethodParams, MethodSpec, Output, register
@@ -131,8 +131,6 @@ _CHI2_2_MEDIAN = float(np.log(2.0))
 # relative standard error of the median of N chi-square bins (1 or 2 degrees of freedom),
 # times sqrt(N): 1 / (2 pdf(median) sqrt(N)) over the median
 _MEDIAN_RSE = {1: 2.33, 2: 1.44}
-# MAD of a standard normal variable
-_MAD_NORMAL = 0.6744897501960817
 
 
 class SpectralParams(MethodParams):
