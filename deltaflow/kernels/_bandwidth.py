@@ -23,9 +23,10 @@ not absorb: p + 1 when p + 1 - k is even, else p + 2 (symmetry cancels the other
 Everything is vectorised over series; the weights depend only on the window.
 
 Cost, per series of 1,000 samples: the noise MAD (differences and two exact medians by a
-branch-free quickselect, numba, per row), one matrix product for the block fits of both
-roughness orders, and small per-block sums; what depends on x alone (block bases, their
-derivative factors, the plug-in's per-window coefficients) is cached per grid.
+branch-free quickselect, numba, per row), the block fits of both roughness orders from
+one pass over each row's segments (numba), and small per-block sums; what depends on x
+alone (segment and block bases, their maps and derivative factors, the plug-in's
+per-window coefficients) is cached per grid.
 """
 
 from __future__ import annotations
@@ -221,27 +222,103 @@ def block_moments(
     and ss (rows, nk), each block's sum of squares; nk counts the blocks of all splits
     (split b's b + 1 blocks after those of the splits before it). The first columns of z
     are the fits of lower degree and its first blocks those of fewer splits, so one call
-    serves every roughness that a window choice needs. All fits of all rows are one
-    matrix product (the blocks' bases as columns of one matrix).
+    serves every roughness that a window choice needs.
+
+    The splits' block edges cut the series into segments (24 for 8 splits of 1,000
+    samples), each inside one block of every split. Each row is projected once on every
+    segment's own orthonormal basis; a block's z is the sum over its segments of those
+    projections mapped into the block's basis (exact: both bases span the polynomials of
+    degree deg on the segment), and its ss the sum of its segments' sums of squares. That
+    is ~5 times fewer operations than projecting every block's samples anew.
     """
-    qmat, bounds = _block_bases(_key(x), deg, nb_max)
-    z = (y2 @ qmat).reshape(y2.shape[0], bounds.shape[0], deg + 1)
-    ss = np.empty((y2.shape[0], bounds.shape[0]))
-    run_rows(_block_squares, np.ascontiguousarray(y2, dtype=np.float64), ss, bounds)
-    return z, ss
+    basis, segs, maps, owner, nk = _segment_plan(_key(x), deg, nb_max)
+    ncoef = deg + 1
+    out = np.empty((y2.shape[0], nk * (ncoef + 1)))
+    y2 = np.ascontiguousarray(y2, dtype=np.float64)
+    run_rows(_segment_fits, y2, out, basis, segs, maps, owner)
+    return out[:, : nk * ncoef].reshape(-1, nk, ncoef), out[:, nk * ncoef :]
 
 
 @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
-def _block_squares(y2, bounds, out):  # pragma: no cover - compiled
-    """Per row of y2 (rows, n): the sum of squares over each block (start, stop) of bounds
-    (reassociated, so that the sums vectorise)."""
+def _segment_fits(y2, basis, segs, maps, owner, out):  # pragma: no cover - compiled
+    """Per row of y2 (rows, n), per segment s (start, stop) of segs (ns, 2): its
+    projection m on its basis (the rows of ``basis`` (ncoef, n) over the segment) and its
+    sum of squares; m mapped into the blocks' bases of every split at once (``maps``
+    (ns, ncoef, nb * ncoef)) and added, with the sum of squares, to the segment's block of
+    each split (``owner`` (ns, nb)); out (rows, nk * ncoef + nk) gets z then ss
+    (reassociated sums, so that they vectorise)."""
     rows = y2.shape[0]
+    ncoef = basis.shape[0]
+    ns, nb = owner.shape
+    nz = out.shape[1] // (ncoef + 1) * ncoef
+    m = np.empty(ncoef)
+    v = np.empty(nb * ncoef)
     for r in range(rows):
-        for k in range(bounds.shape[0]):
+        orow = out[r]
+        for j in range(orow.shape[0]):
+            orow[j] = 0.0
+        for s in range(ns):
+            lo = segs[s, 0]
+            size = segs[s, 1] - lo
+            ys = y2[r, lo : lo + size]
             acc = 0.0
-            for t in range(bounds[k, 0], bounds[k, 1]):
-                acc += y2[r, t] * y2[r, t]
-            out[r, k] = acc
+            for t in range(size):
+                acc += ys[t] * ys[t]
+            sq = acc
+            for c in range(ncoef):
+                bs = basis[c, lo : lo + size]
+                acc = 0.0
+                for t in range(size):
+                    acc += bs[t] * ys[t]
+                m[c] = acc
+            for j in range(nb * ncoef):
+                v[j] = 0.0
+            for a in range(ncoef):
+                ma = m[a]
+                row = maps[s, a]
+                for j in range(nb * ncoef):
+                    v[j] += row[j] * ma
+            for b in range(nb):
+                k = owner[s, b]
+                orow[nz + k] += sq
+                for c in range(ncoef):
+                    orow[k * ncoef + c] += v[b * ncoef + c]
+
+
+@lru_cache(maxsize=16)
+def _segment_plan(
+    xkey: bytes, deg: int, nb_max: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """What :func:`_segment_fits` needs for the splits of the grid ``xkey`` into 1..nb_max
+    blocks: the segments' bases (ncoef, n) (orthonormal polynomials of degree deg on each
+    segment, or the unit vectors of a segment of at most ncoef samples), the segments
+    (start, stop) (ns, 2), per segment the maps from its basis to its blocks' (ns, ncoef,
+    nb_max * ncoef) and the index of its block in each split (ns, nb_max), and the number
+    of blocks nk."""
+    x = np.frombuffer(xkey)
+    n = x.shape[0]
+    ncoef = deg + 1
+    qmat, bounds = _block_bases(xkey, deg, nb_max)
+    edges = np.unique(bounds)
+    segs = np.stack([edges[:-1], edges[1:]], axis=1).astype(np.int64)
+    ns = segs.shape[0]
+    basis = np.zeros((ncoef, n))
+    for lo, hi in segs:
+        if hi - lo <= ncoef:
+            basis[: hi - lo, lo:hi] = np.eye(hi - lo)
+        else:
+            basis[:, lo:hi] = _block_fit(x, deg, lo, hi)[0].T
+    maps = np.zeros((ns, ncoef, nb_max * ncoef))
+    owner = np.zeros((ns, nb_max), dtype=np.int64)
+    for k, (b, lo, hi) in enumerate(_blocks(n, nb_max)):
+        for s, (a, e) in enumerate(segs):
+            if lo <= a and e <= hi:
+                owner[s, b] = k
+                cols = slice(b * ncoef, (b + 1) * ncoef)
+                maps[s, :, cols] = basis[:, a:e] @ qmat[a:e, k * ncoef : (k + 1) * ncoef]
+    for arr in (basis, segs, maps, owner):
+        arr.setflags(write=False)
+    return basis, segs, maps, owner, int(bounds.shape[0])
 
 
 def _key(x: np.ndarray) -> bytes:
