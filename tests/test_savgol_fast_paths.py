@@ -82,3 +82,31 @@ def test_uniform_stencil_apply_bit_identical_to_tap_sums(window, dtype):
         scale = np.abs(ref).max()
         tol = 1e3 * np.finfo(dtype).eps * scale
         np.testing.assert_allclose(fast, ref, rtol=0, atol=tol)
+
+
+def test_sampled_median_equals_numpy_on_hard_rows():
+    """The sampled median (bracket from a sample, then the copy inside it) is np.median's
+    value whether the bracket holds the middle ranks or not: ties, sorted and reversed
+    rows, constants, heavy tails, a sample that misses the middle, odd and even lengths."""
+    from deltaflow.kernels._bandwidth import _median
+
+    rng = np.random.default_rng(17)
+    for m in (255, 256, 257, 994, 995, 2048):
+        rows = [
+            rng.standard_normal(m),
+            np.round(rng.standard_normal(m), 1),
+            np.sort(rng.standard_normal(m)),
+            np.sort(rng.standard_normal(m))[::-1].copy(),
+            np.full(m, 2.5),
+            rng.standard_cauchy(m),
+            np.abs(rng.standard_normal(m)),
+        ]
+        # the sampled positions hold the largest values: the bracket misses the middle
+        skew = rng.standard_normal(m)
+        step = m // 32
+        skew[step // 2 :: step] = 1e6
+        rows.append(skew)
+        # two clusters with the middle between them
+        rows.append(np.r_[np.zeros(m // 2), np.ones(m - m // 2)] + 1e-3 * rng.random(m))
+        for row in rows:
+            assert _median(row.copy()) == np.median(row)

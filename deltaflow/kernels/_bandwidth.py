@@ -99,6 +99,7 @@ def _mad_rows(y2, a, out):  # pragma: no cover - compiled
     rows, n = y2.shape
     k, w = a.shape
     e = np.empty(k)
+    buf = np.empty(k + 1 + _SAMPLE)
     at = np.ascontiguousarray(a.T)  # (w, k): the loops below run along t and vectorise
     for r in range(rows):
         for t in range(k):
@@ -110,10 +111,10 @@ def _mad_rows(y2, a, out):  # pragma: no cover - compiled
         for t in range(k):
             if e[t] != e[t]:
                 nan = True
-        med = np.nanmedian(e) if nan else _median(e)
+        med = np.nanmedian(e) if nan else _median_buf(e, buf)
         for t in range(k):
             e[t] = abs(e[t] - med)
-        out[r, 0] = np.nanmedian(e) if nan else _median(e)
+        out[r, 0] = np.nanmedian(e) if nan else _median_buf(e, buf)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -167,11 +168,64 @@ def _select(a, k):  # pragma: no cover - compiled
     return a[k]
 
 
+# the sampled selection: sample size, and how many sample ranks either side of the
+# target the bracket reaches (about two standard deviations of the target's sample rank)
+_SAMPLE = 32
+_SAMPLE_REACH = 6
+# below this length the plain quickselect is as fast
+_SAMPLED_MIN = 256
+
+
 @numba.njit(nogil=True, cache=True)
 def _median(a):  # pragma: no cover - compiled
     """np.median of a (m,) without NaNs (the same value), reordering a in place."""
+    return _median_buf(a, np.empty(a.shape[0] + 1 + _SAMPLE))
+
+
+@numba.njit(nogil=True, cache=True)
+def _median_buf(a, buf):  # pragma: no cover - compiled
+    """np.median of a (m,) without NaNs (the same value), with scratch buf (>= m + 1 +
+    _SAMPLE); may reorder a.
+
+    From _SAMPLED_MIN samples on, a bracket [lo, hi] around the middle rank comes from a
+    sorted sample of _SAMPLE values; one branch-free pass counts the values below lo and
+    copies those inside the bracket, and when the middle ranks fall inside (nearly always)
+    only that copy (~ a third of a) is searched. Otherwise, or for short a, the quickselect
+    runs on all of a. Either way the value is the exact order statistic.
+    """
     m = a.shape[0]
     h = m // 2
+    if m >= _SAMPLED_MIN:
+        step = m // _SAMPLE
+        smp = buf[m + 1 : m + 1 + _SAMPLE]
+        for i in range(_SAMPLE):  # insertion sort of the sample
+            v = a[i * step + step // 2]
+            j = i - 1
+            while j >= 0 and smp[j] > v:
+                smp[j + 1] = smp[j]
+                j -= 1
+            smp[j + 1] = v
+        p = (h * _SAMPLE) // m
+        lo = smp[max(0, p - _SAMPLE_REACH)]
+        hi = smp[min(_SAMPLE - 1, p + _SAMPLE_REACH)]
+        inside = 0
+        below = 0
+        for i in range(m):  # buf[:inside] = the values in [lo, hi], in order
+            v = a[i]
+            buf[inside] = v
+            inside += (v >= lo) & (v <= hi)
+            below += v < lo
+        # ranks h - 1 and h both inside: select in the copy
+        if below < h and h < below + inside:
+            sub = buf[:inside]
+            k = h - below
+            v = _select(sub, k)
+            if m % 2:
+                return v
+            low = sub[0]  # the largest of the k smallest, which _select left before k
+            for i in range(1, k):
+                low = max(low, sub[i])
+            return (low + v) / 2
     v = _select(a, h)
     if m % 2:
         return v
@@ -187,13 +241,14 @@ def _median_rows(a, out):  # pragma: no cover - compiled
     """Per row of a (rows, n): np.nanmedian's value (np.median's where no NaN) into out."""
     rows, n = a.shape
     buf = np.empty(n)
+    scratch = np.empty(n + 1 + _SAMPLE)
     for r in range(rows):
         nan = False
         for t in range(n):
             buf[t] = a[r, t]
             if buf[t] != buf[t]:
                 nan = True
-        out[r, 0] = np.nanmedian(buf) if nan else _median(buf)
+        out[r, 0] = np.nanmedian(buf) if nan else _median_buf(buf, scratch)
 
 
 def _split_bounds(n: int, k: int) -> list[tuple[int, int]]:
