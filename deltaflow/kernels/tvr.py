@@ -91,7 +91,7 @@ def difference_rows(x: np.ndarray, q: int) -> np.ndarray:
     return w * span[:, None] ** q
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def _solve(y, s, rows, alpha, iters, tol, band, chol, g, z):  # pragma: no cover - compiled
     """IRLS for one series: s <- argmin 1/2|s - y|^2 + alpha sum |rows . s| (s in/out)."""
     n = y.shape[0]
@@ -164,7 +164,7 @@ def _solve(y, s, rows, alpha, iters, tol, band, chol, g, z):  # pragma: no cover
 _LANES = 4  # written out in _solve_lanes
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def _solve_lanes(y, s, rows, alpha, iters, tol, band, chol, g, z):  # pragma: no cover
     """:func:`_solve` for 4 (_LANES) series at once, in lockstep: y, s (n, 4), alpha (4,),
     band and chol (n, w, 4), g (m, 4), z (n, 4).
