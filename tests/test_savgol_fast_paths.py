@@ -110,3 +110,67 @@ def test_sampled_median_equals_numpy_on_hard_rows():
         rows.append(np.r_[np.zeros(m // 2), np.ones(m - m // 2)] + 1e-3 * rng.random(m))
         for row in rows:
             assert _median(row.copy()) == np.median(row)
+
+
+def _roughness_numpy(y2, x, q, sigma, moments):
+    """The roughness in whole-array NumPy (the rule of :func:`_bandwidth.roughness`)."""
+    n = x.shape[0]
+    rows = y2.shape[0]
+    deg, nb_max = bw._degree_blocks(n, q)
+    ncoef = deg + 1
+    factors, noise, split = bw._block_derivatives(bw._key(x), deg, q, nb_max)
+    nk = split.shape[0]
+    z = moments[0][:, :nk, :ncoef]
+    ss = moments[1][:, :nk]
+    proj = np.einsum("rkc,rkc->rk", z, z)
+    raw_k = np.sum(np.matmul(z.transpose(1, 0, 2), factors.transpose(0, 2, 1)) ** 2, axis=2).T
+    first = np.flatnonzero(np.r_[True, split[1:] != split[:-1]])
+    rss = np.add.reduceat(np.maximum(ss - proj, 0.0), first, axis=1).T
+    raw = np.add.reduceat(raw_k, first, axis=1).T
+    dof_max = n - nb_max * ncoef
+    s2_ref = rss[-1] / dof_max if dof_max > 0 else np.zeros(rows)
+    s2_ref = np.maximum(s2_ref, sigma**2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cp = rss / s2_ref - (n - 2 * ncoef * np.arange(1, nb_max + 1))[:, None]
+        cp = np.where(np.isfinite(cp), cp, np.inf)
+        best = np.argmin(cp, axis=0)
+        share = sigma[None, :] ** 2 * noise[:, None] / np.where(raw > 0, raw, np.inf)
+    usable = (np.arange(nb_max)[:, None] <= best[None, :]) & (share <= bw.NOISE_SHARE)
+    found = usable.any(axis=0)
+    best = np.where(found, nb_max - 1 - np.argmax(usable[::-1], axis=0), 0)
+    raw_b = raw[best, np.arange(rows)]
+    corr = np.where(found, raw_b - sigma**2 * noise[best], 0.0)
+    r = np.maximum(corr, bw.ROUGHNESS_FLOOR * raw_b) / n
+    return np.where(np.isfinite(sigma) & np.isfinite(raw_b), r, np.nan)
+
+
+@pytest.mark.parametrize("n", [1000, 150, 40])
+def test_roughness_rows_equal_whole_array_rule(n):
+    """The per-row roughness kernel gives the whole-array rule's values (to rounding of
+    its sums) on smooth, rough, noise-free, constant and NaN rows."""
+    rng = np.random.default_rng(n + 3)
+    x = np.linspace(0.0, 4.0, n)
+    y = np.stack(
+        [
+            np.sin(x),
+            np.sin(9 * x),
+            np.exp(x),
+            x**2,
+            np.full(n, 3.0),
+            np.sin(x),
+            np.sign(x - 2.0),
+            np.sin(x),
+        ]
+    ) + np.array([1e-2, 1e-1, 1e-3, 0.0, 0.0, 1.0, 1e-2, 1e-2])[:, None] * rng.standard_normal(
+        (8, n)
+    )
+    y[7, 5] = np.nan
+    sigma = bw.noise_sigma(y, x)
+    sizes = [bw._degree_blocks(n, q) for q in (4, 5)]
+    moments = bw.block_moments(y, x, max(d for d, _ in sizes), max(b for _, b in sizes))
+    for q in (4, 5):
+        got = bw.roughness(y, x, q, sigma, moments=moments)
+        want = _roughness_numpy(y, x, q, sigma, moments)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=0)
+        assert np.isnan(got[7]) and np.all(np.isfinite(got[:7]))

@@ -467,35 +467,74 @@ def roughness(
     if moments is None:
         moments = block_moments(y2, x, deg, nb_max)
     factors, noise, split = _block_derivatives(_key(x), deg, q, nb_max)
-    nk = split.shape[0]
-    z = moments[0][:, :nk, :ncoef]
-    ss = moments[1][:, :nk]
-    proj = np.einsum("rkc,rkc->rk", z, z)
-    # the fits' q-th derivatives' sums of squares, one batched product per block
-    raw_k = np.sum(np.matmul(z.transpose(1, 0, 2), factors.transpose(0, 2, 1)) ** 2, axis=2).T
-    # per split, the sums over its blocks (split b's blocks are consecutive)
-    first = np.flatnonzero(np.r_[True, split[1:] != split[:-1]])
-    rss = np.add.reduceat(np.maximum(ss - proj, 0.0), first, axis=1).T
-    raw = np.add.reduceat(raw_k, first, axis=1).T
-    dof_max = n - nb_max * ncoef
-    s2_ref = rss[-1] / dof_max if dof_max > 0 else np.zeros(rows)
-    s2_ref = np.maximum(s2_ref, sigma**2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cp = rss / s2_ref - (n - 2 * ncoef * np.arange(1, nb_max + 1))[:, None]
-    cp = np.where(np.isfinite(cp), cp, np.inf)
-    best = np.argmin(cp, axis=0)  # (rows,)
-    # fewer blocks than Cp's choice while the fits' noise dominates the raw roughness
-    share = sigma[None, :] ** 2 * noise[:, None] / np.where(raw > 0, raw, np.inf)
-    blocks = np.arange(nb_max)[:, None]
-    usable = (blocks <= best[None, :]) & (share <= NOISE_SHARE)
-    found = usable.any(axis=0)
-    best = np.where(found, nb_max - 1 - np.argmax(usable[::-1], axis=0), 0)
-    pick = np.arange(rows)
-    raw_b = raw[best, pick]
-    # no block count tells the signal's derivative from the noise: treat it as negligible
-    corr = np.where(found, raw_b - sigma**2 * noise[best], 0.0)
-    r = np.maximum(corr, ROUGHNESS_FLOOR * raw_b) / n
-    return np.where(np.isfinite(sigma) & np.isfinite(raw_b), r, np.nan)
+    # per split, its first block (split b's blocks are consecutive) and the end
+    first = np.r_[np.flatnonzero(np.r_[True, split[1:] != split[:-1]]), split.shape[0]]
+    z, ss = moments
+    out = np.empty(rows)
+    _roughness_rows(
+        z, ss, factors, noise, first, np.asarray(sigma, dtype=np.float64), n, ncoef, out
+    )
+    return out
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _roughness_rows(z, ss, factors, noise, first, sigma, n, ncoef, out):  # pragma: no cover
+    """Per row of z (rows, >= nk, >= ncoef) and ss (rows, >= nk): the roughness of
+    :func:`roughness` into out (rows,), NaN where sigma or the picked raw sum is not finite.
+
+    Per block: the residual sum of squares of its fit (ss minus the squared projection,
+    at least 0) and the sum of squares of the fit's derivative, |F z|^2; per split the sums
+    over its blocks (first[b]:first[b + 1]); Mallows' Cp picks a split (the first least,
+    non-finite values never), then the largest split up to it whose fits' noise makes up
+    at most NOISE_SHARE of the raw sum; the noise-corrected raw sum of that split, floored
+    at ROUGHNESS_FLOOR of it, over n.
+    """
+    rows = z.shape[0]
+    nb = first.shape[0] - 1
+    rank = factors.shape[1]
+    rss = np.empty(nb)
+    raw = np.empty(nb)
+    dof_max = n - nb * ncoef
+    for r in range(rows):
+        for b in range(nb):
+            rs = 0.0
+            rw = 0.0
+            for k in range(first[b], first[b + 1]):
+                proj = 0.0
+                for c in range(ncoef):
+                    proj += z[r, k, c] * z[r, k, c]
+                res = ss[r, k] - proj
+                rs += res if not res < 0.0 else 0.0
+                for i in range(rank):
+                    d = 0.0
+                    for c in range(ncoef):
+                        d += factors[k, i, c] * z[r, k, c]
+                    rw += d * d
+            rss[b] = rs
+            raw[b] = rw
+        s2 = sigma[r] * sigma[r]
+        ref = rss[nb - 1] / dof_max if dof_max > 0 else 0.0
+        ref = max(ref, s2) if ref == ref and s2 == s2 else np.nan
+        best = 0
+        low = np.inf
+        for b in range(nb):
+            cp = rss[b] / ref - (n - 2 * ncoef * (b + 1))
+            if not np.isfinite(cp):
+                cp = np.inf
+            if cp < low:
+                low = cp
+                best = b
+        pick = -1
+        for b in range(best, -1, -1):
+            den = raw[b] if raw[b] > 0 else np.inf
+            if s2 * noise[b] / den <= NOISE_SHARE:
+                pick = b
+                break
+        raw_b = raw[max(pick, 0)]
+        corr = raw_b - s2 * noise[pick] if pick >= 0 else 0.0
+        v = ROUGHNESS_FLOOR * raw_b
+        v = max(corr, v) if corr == corr and v == v else np.nan
+        out[r] = v / n if np.isfinite(sigma[r]) and np.isfinite(raw_b) else np.nan
 
 
 @lru_cache(maxsize=64)
