@@ -156,19 +156,24 @@ def run_rows(func: Any, y2: np.ndarray, out2: np.ndarray, *args: Any) -> None:
 
 
 @numba.njit(nogil=True, cache=True)
-def _apply_uniform(y, center, left, right, out):  # pragma: no cover - compiled
+def _apply_uniform(y, center, left_t, right_t, out):  # pragma: no cover - compiled
     """Per row: the interior as a convolution with ``center``, the ends by their rows.
 
     The interior accumulates tap by tap in tap order, four taps per pass over the row
     (each point's sum is the same sequence of rounded products and additions as one tap
     per pass, so the result is identical, with a quarter of the loads and stores of it).
+    The end rows come transposed, ``left_t`` (wl, h) and ``right_t`` (wr, h): their sums
+    (in float64, over the samples in order) advance together, one sample per pass, instead
+    of one row's chain of dependent additions at a time.
     """
     rows, n = y.shape
     w = center.shape[0]
     h = (w - 1) // 2
     m = n - 2 * h
-    wl = left.shape[1]
-    wr = right.shape[1]
+    wl = left_t.shape[0]
+    wr = right_t.shape[0]
+    acc_l = np.empty(h)
+    acc_r = np.empty(h)
     for r in range(rows):
         yr = y[r]
         mid = out[r, h : h + m]
@@ -194,16 +199,23 @@ def _apply_uniform(y, center, left, right, out):  # pragma: no cover - compiled
             for i in range(m):
                 mid[i] += cj * yj[i]
             j += 1
+        for i in range(h):
+            acc_l[i] = 0.0
+            acc_r[i] = 0.0
+        for k in range(wl):
+            yk = yr[k]
+            lk = left_t[k]
+            for i in range(h):
+                acc_l[i] += lk[i] * yk
+        for k in range(wr):
+            yk = yr[n - wr + k]
+            rk = right_t[k]
+            for i in range(h):
+                acc_r[i] += rk[i] * yk
         orow = out[r]
         for i in range(h):
-            acc = 0.0
-            for k in range(wl):
-                acc += left[i, k] * yr[k]
-            orow[i] = acc
-            acc = 0.0
-            for k in range(wr):
-                acc += right[i, k] * yr[n - wr + k]
-            orow[n - h + i] = acc
+            orow[i] = acc_l[i]
+            orow[n - h + i] = acc_r[i]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -240,8 +252,8 @@ def _apply_numpy(st: Stencil, y: np.ndarray) -> np.ndarray:
             y2,
             out2,
             st.center.astype(dt),
-            st.left.astype(dt),
-            st.right.astype(dt),
+            np.ascontiguousarray(st.left.T, dtype=dt),
+            np.ascontiguousarray(st.right.T, dtype=dt),
         )
     else:
         run_rows(_apply_banded, y2, out2, st.table.astype(dt), st.start)
