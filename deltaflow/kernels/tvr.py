@@ -158,31 +158,34 @@ def _solve(y, s, rows, alpha, iters, tol, band, chol, g, z):  # pragma: no cover
             break
 
 
-# series solved together, one per SIMD lane: the factorisation and the solves are chains
-# of dependent divisions and square roots, so independent series interleaved fill the
-# pipeline (and the vector units) that one series leaves idle
-_LANES = 4  # written out in _solve_lanes
+# series solved together in lockstep, one per lane (a vectorised loop over the lanes in
+# every step): up to this many, and at most _LANE_BYTES of band and factor per thread
+_LANES = 32
+_LANE_BYTES = 16 << 20
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def _solve_lanes(y, s, rows, alpha, iters, tol, band, chol, g, z):  # pragma: no cover
-    """:func:`_solve` for 4 (_LANES) series at once, in lockstep: y, s (n, 4), alpha (4,),
-    band and chol (n, w, 4), g (m, 4), z (n, 4).
+def _solve_lanes(y, s, rows, alpha, iters, tol, band, chol, g, z, acc):  # pragma: no cover
+    """:func:`_solve` for L series at once, in lockstep, one per lane: y, s (n, L), alpha
+    (L,), band and chol (n, w, L), g (m, L), z (n, L), acc (L,) scratch.
 
     Every lane does exactly the arithmetic of :func:`_solve` on its series (the same
     operations in the same order, so the same result to the last bit); a lane whose fit
-    has converged keeps its fit while the others iterate on. The lanes' sums are held in
-    four scalars so that the compiler keeps them in registers (and may pack them).
+    has converged keeps its fit while the others iterate on. The lanes are the innermost,
+    contiguous axis and every innermost loop runs over them, so the compiler vectorises
+    the divisions and square roots that one series' chain of dependent steps serialises.
     """
     n = y.shape[0]
     m, w = rows.shape
     q = w - 1
-    rng = np.empty(4)
-    big = np.empty(4)
-    eps = np.empty(4)
-    change = np.empty(4)
-    done = np.zeros(4, dtype=np.bool_)
-    for k in range(4):
+    lanes = y.shape[1]
+    rng = np.empty(lanes)
+    big = np.empty(lanes)
+    eps = np.empty(lanes)
+    change = np.empty(lanes)
+    ra = np.empty(lanes)
+    done = np.zeros(lanes, dtype=np.bool_)
+    for k in range(lanes):
         lo = y[0, k]
         hi = y[0, k]
         for i in range(n):
@@ -192,133 +195,77 @@ def _solve_lanes(y, s, rows, alpha, iters, tol, band, chol, g, z):  # pragma: no
         if rng[k] == 0.0:
             rng[k] = 1.0
     for _ in range(iters):
-        b0 = b1 = b2 = b3 = 0.0
+        for k in range(lanes):
+            big[k] = 0.0
         for j in range(m):
-            a0 = a1 = a2 = a3 = 0.0
+            for k in range(lanes):
+                acc[k] = 0.0
             for a in range(w):
                 rja = rows[j, a]
-                a0 += rja * s[j + a, 0]
-                a1 += rja * s[j + a, 1]
-                a2 += rja * s[j + a, 2]
-                a3 += rja * s[j + a, 3]
-            g[j, 0] = abs(a0)
-            g[j, 1] = abs(a1)
-            g[j, 2] = abs(a2)
-            g[j, 3] = abs(a3)
-            b0 = max(b0, g[j, 0])
-            b1 = max(b1, g[j, 1])
-            b2 = max(b2, g[j, 2])
-            b3 = max(b3, g[j, 3])
-        big[0] = b0
-        big[1] = b1
-        big[2] = b2
-        big[3] = b3
-        for k in range(4):
+                for k in range(lanes):
+                    acc[k] += rja * s[j + a, k]
+            for k in range(lanes):
+                g[j, k] = abs(acc[k])
+                big[k] = max(big[k], g[j, k])
+        for k in range(lanes):
             eps[k] = max(1e-6 * big[k], 1e-10 * alpha[k], 1e-300)
         for j in range(m):
-            for k in range(4):
+            for k in range(lanes):
                 g[j, k] = alpha[k] / max(g[j, k], eps[k])
         for i in range(n):
-            for k in range(4):
+            for k in range(lanes):
                 band[i, 0, k] = 1.0
             for d in range(1, w):
-                for k in range(4):
+                for k in range(lanes):
                     band[i, d, k] = 0.0
         for j in range(m):
-            w0 = g[j, 0]
-            w1 = g[j, 1]
-            w2 = g[j, 2]
-            w3 = g[j, 3]
             for a in range(w):
                 rja = rows[j, a]
-                r0 = w0 * rja
-                r1 = w1 * rja
-                r2 = w2 * rja
-                r3 = w3 * rja
-                for bb in range(a + 1):
-                    rjb = rows[j, bb]
-                    band[j + a, a - bb, 0] += r0 * rjb
-                    band[j + a, a - bb, 1] += r1 * rjb
-                    band[j + a, a - bb, 2] += r2 * rjb
-                    band[j + a, a - bb, 3] += r3 * rjb
+                for k in range(lanes):
+                    ra[k] = g[j, k] * rja
+                for b in range(a + 1):
+                    rjb = rows[j, b]
+                    for k in range(lanes):
+                        band[j + a, a - b, k] += ra[k] * rjb
         # banded Cholesky: chol[i, d] = L[i, i - d]
         for i in range(n):
             for d in range(min(i, q), 0, -1):
                 c = i - d
-                a0 = band[i, d, 0]
-                a1 = band[i, d, 1]
-                a2 = band[i, d, 2]
-                a3 = band[i, d, 3]
+                for k in range(lanes):
+                    acc[k] = band[i, d, k]
                 for t in range(max(i - q, 0), c):
-                    u = i - t
-                    v = c - t
-                    a0 -= chol[i, u, 0] * chol[c, v, 0]
-                    a1 -= chol[i, u, 1] * chol[c, v, 1]
-                    a2 -= chol[i, u, 2] * chol[c, v, 2]
-                    a3 -= chol[i, u, 3] * chol[c, v, 3]
-                chol[i, d, 0] = a0 / chol[c, 0, 0]
-                chol[i, d, 1] = a1 / chol[c, 0, 1]
-                chol[i, d, 2] = a2 / chol[c, 0, 2]
-                chol[i, d, 3] = a3 / chol[c, 0, 3]
-            a0 = band[i, 0, 0]
-            a1 = band[i, 0, 1]
-            a2 = band[i, 0, 2]
-            a3 = band[i, 0, 3]
+                    for k in range(lanes):
+                        acc[k] -= chol[i, i - t, k] * chol[c, c - t, k]
+                for k in range(lanes):
+                    chol[i, d, k] = acc[k] / chol[c, 0, k]
+            for k in range(lanes):
+                acc[k] = band[i, 0, k]
             for t in range(max(i - q, 0), i):
-                u = i - t
-                a0 -= chol[i, u, 0] * chol[i, u, 0]
-                a1 -= chol[i, u, 1] * chol[i, u, 1]
-                a2 -= chol[i, u, 2] * chol[i, u, 2]
-                a3 -= chol[i, u, 3] * chol[i, u, 3]
-            chol[i, 0, 0] = np.sqrt(a0)
-            chol[i, 0, 1] = np.sqrt(a1)
-            chol[i, 0, 2] = np.sqrt(a2)
-            chol[i, 0, 3] = np.sqrt(a3)
+                for k in range(lanes):
+                    acc[k] -= chol[i, i - t, k] * chol[i, i - t, k]
+            for k in range(lanes):
+                chol[i, 0, k] = np.sqrt(acc[k])
         for i in range(n):
-            a0 = y[i, 0]
-            a1 = y[i, 1]
-            a2 = y[i, 2]
-            a3 = y[i, 3]
+            for k in range(lanes):
+                acc[k] = y[i, k]
             for t in range(max(i - q, 0), i):
-                u = i - t
-                a0 -= chol[i, u, 0] * z[t, 0]
-                a1 -= chol[i, u, 1] * z[t, 1]
-                a2 -= chol[i, u, 2] * z[t, 2]
-                a3 -= chol[i, u, 3] * z[t, 3]
-            z[i, 0] = a0 / chol[i, 0, 0]
-            z[i, 1] = a1 / chol[i, 0, 1]
-            z[i, 2] = a2 / chol[i, 0, 2]
-            z[i, 3] = a3 / chol[i, 0, 3]
-        c0 = c1 = c2 = c3 = 0.0
+                for k in range(lanes):
+                    acc[k] -= chol[i, i - t, k] * z[t, k]
+            for k in range(lanes):
+                z[i, k] = acc[k] / chol[i, 0, k]
+        for k in range(lanes):
+            change[k] = 0.0
         for i in range(n - 1, -1, -1):
-            a0 = z[i, 0]
-            a1 = z[i, 1]
-            a2 = z[i, 2]
-            a3 = z[i, 3]
+            for k in range(lanes):
+                acc[k] = z[i, k]
             for t in range(i + 1, min(i + q + 1, n)):
-                u = t - i
-                a0 -= chol[t, u, 0] * z[t, 0]
-                a1 -= chol[t, u, 1] * z[t, 1]
-                a2 -= chol[t, u, 2] * z[t, 2]
-                a3 -= chol[t, u, 3] * z[t, 3]
-            a0 = a0 / chol[i, 0, 0]
-            a1 = a1 / chol[i, 0, 1]
-            a2 = a2 / chol[i, 0, 2]
-            a3 = a3 / chol[i, 0, 3]
-            z[i, 0] = a0
-            z[i, 1] = a1
-            z[i, 2] = a2
-            z[i, 3] = a3
-            c0 = max(c0, abs(a0 - s[i, 0]))
-            c1 = max(c1, abs(a1 - s[i, 1]))
-            c2 = max(c2, abs(a2 - s[i, 2]))
-            c3 = max(c3, abs(a3 - s[i, 3]))
-        change[0] = c0
-        change[1] = c1
-        change[2] = c2
-        change[3] = c3
+                for k in range(lanes):
+                    acc[k] -= chol[t, t - i, k] * z[t, k]
+            for k in range(lanes):
+                z[i, k] = acc[k] / chol[i, 0, k]
+                change[k] = max(change[k], abs(z[i, k] - s[i, k]))
         running = False
-        for k in range(4):
+        for k in range(lanes):
             if done[k]:
                 continue
             for i in range(n):
@@ -333,43 +280,47 @@ def _solve_lanes(y, s, rows, alpha, iters, tol, band, chol, g, z):  # pragma: no
 
 @numba.njit(nogil=True, cache=True)
 def _fit_rows(y, rows, alpha, iters, tol, out):  # pragma: no cover - compiled
-    """Fit every series of y (r, n) with its own alpha (r,); out (r, n). Whole groups of
-    _LANES series go through :func:`_solve_lanes`, the rest one by one."""
+    """Fit every series of y (r, n) with its own alpha (r,); out (r, n). Groups of up to
+    _LANES series go through :func:`_solve_lanes`, a lone series through :func:`_solve`."""
     r, n = y.shape
     m, w = rows.shape
-    lanes = _LANES
-    full = r - r % lanes
-    if full:
+    per = max(1, min(_LANES, _LANE_BYTES // (16 * n * w)))
+    for k0 in range(0, r, per):
+        lanes = min(per, r - k0)
+        if lanes == 1:
+            band = np.empty((n, w))
+            chol = np.empty((n, w))
+            s = np.empty(n)
+            yr = np.empty(n)
+            for i in range(n):
+                yr[i] = y[k0, i]
+                s[i] = yr[i]
+            _solve(yr, s, rows, alpha[k0], iters, tol, band, chol, np.empty(m), np.empty(n))
+            for i in range(n):
+                out[k0, i] = s[i]
+            continue
         yl = np.empty((n, lanes))
         sl = np.empty((n, lanes))
-        band_l = np.empty((n, w, lanes))
-        chol_l = np.empty((n, w, lanes))
-        g_l = np.empty((m, lanes))
-        z_l = np.empty((n, lanes))
-        al = np.empty(lanes)
-        for k0 in range(0, full, lanes):
-            for k in range(lanes):
-                al[k] = alpha[k0 + k]
-                for i in range(n):
-                    yl[i, k] = y[k0 + k, i]
-                    sl[i, k] = y[k0 + k, i]
-            _solve_lanes(yl, sl, rows, al, iters, tol, band_l, chol_l, g_l, z_l)
-            for k in range(lanes):
-                for i in range(n):
-                    out[k0 + k, i] = sl[i, k]
-    band = np.empty((n, w))
-    chol = np.empty((n, w))
-    g = np.empty(m)
-    z = np.empty(n)
-    s = np.empty(n)
-    yr = np.empty(n)
-    for k in range(full, r):
-        for i in range(n):
-            yr[i] = y[k, i]
-            s[i] = yr[i]
-        _solve(yr, s, rows, alpha[k], iters, tol, band, chol, g, z)
-        for i in range(n):
-            out[k, i] = s[i]
+        for k in range(lanes):
+            for i in range(n):
+                yl[i, k] = y[k0 + k, i]
+                sl[i, k] = y[k0 + k, i]
+        _solve_lanes(
+            yl,
+            sl,
+            rows,
+            alpha[k0 : k0 + lanes].copy(),
+            iters,
+            tol,
+            np.empty((n, w, lanes)),
+            np.empty((n, w, lanes)),
+            np.empty((m, lanes)),
+            np.empty((n, lanes)),
+            np.empty(lanes),
+        )
+        for k in range(lanes):
+            for i in range(n):
+                out[k0 + k, i] = sl[i, k]
 
 
 def _as_rows(y: Any) -> tuple[np.ndarray, tuple[int, ...]]:
