@@ -148,9 +148,11 @@ def test_spline_smoothing_blends_cross_validation_and_maximum_likelihood(monkeyp
 
     cv, ml, both = smoothing(0.0), smoothing(1.0), smoothing(0.5)
     k = get_method("kalman")
-    ch = k.choose(y, x, 2, k.make_params({}), np)
+    # the spline's own state-space form: septic spline, constant-jerk model
+    assert auto.TUNINGS["spline"].fixed["degree"] == 7
+    ch = k.choose(y, x, 2, k.make_params({"model": "cj"}), np)
     step = x[1] - x[0]
-    want_ml = np.log10(ch["measurement_noise"] / (ch["process_noise"] * step**5))
+    want_ml = np.log10(ch["measurement_noise"] / (ch["process_noise"] * step**7))
     # with the ML value (weight > 0) shifted by the noise-to-range ratio and the length
     nsr = noise_sigma(y, x=x) / np.ptp(y, axis=-1)
     assert np.all((nsr > auto.NSR_RANGE[0]) & (nsr < auto.NSR_RANGE[1]))
@@ -170,7 +172,7 @@ def test_spline_smoothing_blends_cross_validation_and_maximum_likelihood(monkeyp
 
 
 def test_spline_picks_use_the_corrected_ends():
-    """A spline pick is the quintic spline with Speckman's end correction at its smoothing."""
+    """A spline pick is the septic spline with Speckman's end correction at its smoothing."""
     x = np.linspace(0.0, 2.0, 121)
     y = np.exp(x) + 0.05 * np.random.default_rng(7).standard_normal((3, x.size))
     for order in (1, 2):
@@ -180,7 +182,7 @@ def test_spline_picks_use_the_corrected_ends():
         assert (ch["method"] == CANDIDATES.index("spline")).all()
         sm = ch["spline.smoothing"]
         for r in range(3):
-            kw = {"order": order, "degree": 5, "smoothing": float(sm[r])}
+            kw = {"order": order, "degree": 7, "smoothing": float(sm[r])}
             ref = dfl.differentiate_array(y[r], x, method="spline", ends="corrected", **kw)
             np.testing.assert_allclose(d[r], ref, rtol=1e-10, atol=1e-10)
             nat = dfl.differentiate_array(y[r], x, method="spline", **kw)
@@ -214,27 +216,23 @@ def test_periodic_series_prefer_spectral_and_others_do_not():
     assert np.all(che["spectral.extension"] == 0)
 
 
-def test_polynomial_data_take_the_largest_spline_smoothing():
-    """Where cross-validation wants far more smoothing than the likelihood (a cubic trend,
-    which the corrected quintic spline recovers at any smoothing), the spline takes its
-    largest smoothing, and its derivatives gain over the blend."""
-    from deltaflow.kernels import auto
-
+def test_cubic_trends_are_recovered_without_bias_at_any_chosen_smoothing():
+    """The septic spline leaves cubics unpenalised: on a noisy cubic trend auto's spline
+    picks are unbiased (the mean error over many series vanishes against one series'
+    error), where the quintic spline at the same kernel width bends the trend."""
     x = np.linspace(-1.5, 1.5, 101)
-    y = x**3 - x + 0.045 * np.random.default_rng(4).standard_normal((6, x.size))
-    hi = auto.TUNINGS["spline"].hi
-    for order, true, gain in ((1, 3 * x**2 - 1, 0.97), (2, 6 * x, 0.95)):  # 0.94, 0.91
+    y = x**3 - x + 0.045 * np.random.default_rng(4).standard_normal((40, x.size))
+    for order, true in ((1, 3 * x**2 - 1), (2, 6 * x)):
         kw = {"method": "auto", "candidates": ("spline",), "return_choices": True}
         d, ch = dfl.differentiate_array(y, x, order=order, **kw)
-        np.testing.assert_allclose(ch["spline.smoothing"], hi, rtol=1e-9)
-        keep = auto.POLY_GAP
-        try:
-            auto.POLY_GAP = np.inf
-            d_blend, ch_blend = dfl.differentiate_array(y, x, order=order, **kw)
-        finally:
-            auto.POLY_GAP = keep
-        assert np.all(ch_blend["spline.smoothing"] < 1e-2 * hi)
-        assert rmse(d, true) < gain * rmse(d_blend, true)
+        err = d - true
+        bias = np.sqrt(np.mean(np.mean(err, axis=0) ** 2))
+        # noise alone leaves ~1/sqrt(40) = 0.16 of one series' error in the mean
+        assert bias < 0.35 * np.sqrt(np.mean(err**2)), order  # measured 0.19, 0.04
+        # the quintic at about the same kernel width (smoothing ~ width**(2m))
+        s5 = np.median(ch["spline.smoothing"]) ** (6 / 8)
+        d5 = dfl.differentiate_array(y, x, method="spline", order=order, smoothing=s5)
+        assert np.sqrt(np.mean(np.mean(d5 - true, axis=0) ** 2)) > 10 * bias, order  # 400x
 
 
 def test_spectral_loses_its_bonus_where_the_spline_does_not_continue_across_the_wrap():

@@ -30,10 +30,10 @@ def _wiener_cov(xs, pa, pb, d):
     return np.sum(w * fa * fb, axis=-1)
 
 
-@pytest.mark.parametrize("model", ["cv", "ca"])
+@pytest.mark.parametrize("model", ["cv", "ca", "cj"])
 def test_matches_dense_gaussian_process_with_diffuse_start(model):
     """The RTS smoother equals universal kriging with the integrated-Wiener covariance."""
-    d = {"cv": 2, "ca": 3}[model]
+    d = {"cv": 2, "ca": 3, "cj": 4}[model]
     x = _irregular(n=40, seed=1)
     rng = np.random.default_rng(2)
     y = np.sin(2 * x) + 0.05 * rng.standard_normal(x.size)
@@ -45,7 +45,7 @@ def test_matches_dense_gaussian_process_with_diffuse_start(model):
     vi_h = np.linalg.solve(v, h)
     beta = np.linalg.solve(h.T @ vi_h, vi_h.T @ y)
     alpha = np.linalg.solve(v, y - h @ beta)
-    for order in range(1, d):
+    for order in range(1, min(d, 3)):  # kalman gives orders up to 2
         kdy = q * _wiener_cov(xs, order, 0, d)
         hd = np.zeros_like(h)
         for p in range(order, d):
@@ -57,7 +57,7 @@ def test_matches_dense_gaussian_process_with_diffuse_start(model):
         np.testing.assert_allclose(got, ref, atol=1e-7 * np.abs(ref).max())
 
 
-@pytest.mark.parametrize(("model", "degree"), [("cv", 3), ("ca", 5)])
+@pytest.mark.parametrize(("model", "degree"), [("cv", 3), ("ca", 5), ("cj", 7)])
 def test_is_the_smoothing_spline_with_lam_r_over_q(model, degree):
     x = _irregular(n=70, seed=3)
     rng = np.random.default_rng(4)
@@ -65,7 +65,7 @@ def test_is_the_smoothing_spline_with_lam_r_over_q(model, degree):
     q, r = 5.0, 1e-2
     step = (x[-1] - x[0]) / (x.size - 1)
     smoothing = r / q / step**degree
-    for order in range(1, (degree + 1) // 2):
+    for order in range(1, min((degree + 1) // 2, 3)):
         k = dfl.differentiate_array(
             y, x, method="kalman", model=model, order=order, process_noise=q, measurement_noise=r
         )
@@ -75,7 +75,7 @@ def test_is_the_smoothing_spline_with_lam_r_over_q(model, degree):
         np.testing.assert_allclose(k, s, rtol=1e-10, atol=1e-10 * np.abs(s).max())
 
 
-@pytest.mark.parametrize("model", ["cv", "ca"])
+@pytest.mark.parametrize("model", ["cv", "ca", "cj"])
 def test_noiseless_line_gives_the_slope(model):
     x = _irregular(n=50, seed=5, a=-2.0, b=5.0)
     y = 0.3 - 1.7 * x
@@ -194,7 +194,7 @@ def test_nan_omit_with_ml_and_propagate():
             "method 'kalman': order 2 needs model='ca' (model='cv' gives orders up to 1)",
         ),
         ({"order": 3}, ValueError, "method 'kalman': order must be in 1..2, got 3"),
-        ({"model": "cj"}, ValueError, "method 'kalman': model: Input should be 'cv' or 'ca'"),
+        ({"model": "cz"}, ValueError, "method 'kalman': model: Input should be 'cv', 'ca' or 'cj'"),
         (
             {"process_noise": -1.0},
             ValueError,

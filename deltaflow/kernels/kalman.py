@@ -1,13 +1,14 @@
-"""Kalman (Rauch–Tung–Striebel) smoother with a constant-velocity or constant-acceleration model.
+"""Kalman (Rauch–Tung–Striebel) smoother with a constant-velocity, -acceleration or -jerk model.
 
 The signal is modelled as an integrated white noise: the state is (value, slope) for
-``model='cv'`` or (value, slope, curvature) for ``model='ca'``, the highest derivative is
+``model='cv'``, (value, slope, curvature) for ``model='ca'`` or those and the third
+derivative for ``model='cj'``, the highest derivative is
 driven by white noise of spectral density ``process_noise`` and each sample carries white
 noise of variance ``measurement_noise``. Transitions and process noise come from each
 step's dt, so irregular x is native. The initial state is diffuse (de Jong's augmented
 filter: the filter starts from a fixed unknown state that is estimated by generalised least
-squares), which makes the smoother exactly the natural cubic ('cv') or quintic ('ca')
-smoothing spline with ``lam = measurement_noise / process_noise``.
+squares), which makes the smoother exactly the natural cubic ('cv'), quintic ('ca') or
+septic ('cj') smoothing spline with ``lam = measurement_noise / process_noise``.
 
 Only the noise ratio moves the estimate, and the gains depend on x, the ratio and which
 samples are observed, never on the values: they are computed once per ratio and shared by
@@ -35,25 +36,33 @@ from .registry import MethodParams, MethodSpec, Output, register
 GRID_TOP = 4.0
 GRID_STEP = 1.0  # coarse step; refined to a quarter of it around each series' best
 CHOICE_RESOLUTION = 0.05  # decades; coarse enough that a batch needs few sets of gains
-_DIM = {"cv": 2, "ca": 3}
+_DIM = {"cv": 2, "ca": 3, "cj": 4}
 # The ML noise ratio (process / measurement) fits the signal; its derivatives need a smaller
 # ratio (more smoothing). The chosen ratio is divided by ML_DERIVATIVE_FACTOR[model][order]:
 # the chosen noise carries it (process_noise / factor, or measurement_noise * factor when
 # only that one is chosen). Measured on noisy sin / exp / Black–Scholes (n = 201 and 1,000,
 # noise 0.1 %, 1 %, 5 % of the range, 6 series each) as the factor minimising the mean ratio
 # of the RMSE to each series' truth-tuned optimum: 'ca' 1.65 -> 1.34 (order 1),
-# 2.24 -> 1.50 (order 2); 'cv' 4.95 -> 1.71 (order 1).
-ML_DERIVATIVE_FACTOR = {"cv": {1: 10**1.5}, "ca": {1: 10**0.6, 2: 10**0.85}}
+# 2.24 -> 1.50 (order 2); 'cv' 4.95 -> 1.71 (order 1). 'cj': fitted with
+# benchmarks/auto_fit.py --offsets (ten signal families, 0.1-10 % noise, 101-401 samples, 6
+# series each; held-out draws, pooled RMSE over that of the best smoothing common to a
+# case's series, orders 1 and 2): 1.29 (at 10**0.8 and 10**1.1) -> 1.17.
+ML_DERIVATIVE_FACTOR = {
+    "cv": {1: 10**1.5},
+    "ca": {1: 10**0.6, 2: 10**0.85},
+    "cj": {1: 10**0.35, 2: 10**0.5},
+}
 
 
 class KalmanParams(MethodParams):
     """Parameters of ``kalman``."""
 
-    model: Literal["cv", "ca"] = Field(
+    model: Literal["cv", "ca", "cj"] = Field(
         "ca",
         description=(
-            "'cv' constant velocity (state: value, slope; orders up to 1) or "
-            "'ca' constant acceleration (value, slope, curvature; orders up to 2)"
+            "'cv' constant velocity (state: value, slope; orders up to 1), "
+            "'ca' constant acceleration (value, slope, curvature; orders up to 2) or "
+            "'cj' constant jerk (value and derivatives 1-3; orders up to 2)"
         ),
     )
     process_noise: float | None = Field(
@@ -61,7 +70,8 @@ class KalmanParams(MethodParams):
         gt=0,
         description=(
             "spectral density of the white noise driving the highest state derivative "
-            "(y**2 / x**3 for 'cv', y**2 / x**5 for 'ca'); None chooses it by maximum likelihood"
+            "(y**2 / x**3 for 'cv', y**2 / x**5 for 'ca', y**2 / x**7 for 'cj'); None chooses "
+            "it by maximum likelihood"
         ),
     )
     measurement_noise: float | None = Field(
