@@ -191,3 +191,37 @@ def test_roughness_rows_equal_whole_array_rule(n):
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=0)
         assert np.isnan(got[7]) and np.all(np.isfinite(got[:7]))
+
+
+def _plugin_numpy(sigma, rough, rough_end, h, n, degree, deriv, wmin, wmax, kernel):
+    """The plug-in window in whole-array NumPy (the rule of :func:`plugin_window`)."""
+    cands = np.arange(wmin, wmax + 1, 2)
+    q = bw.bias_order(degree, deriv)
+    qe = degree + 1
+    coef = bw._plugin_coefficients(n, degree, deriv, wmin, wmax, kernel)
+    var = sigma[:, None] ** 2 * (coef[0] + coef[2]) / h ** (2 * deriv)
+    bias = rough[:, None] * coef[1] * h ** (2 * (q - deriv))
+    bias_end = rough_end[:, None] * coef[3] * h ** (2 * (qe - deriv))
+    mse = var + bias + bias_end
+    ok = np.all(np.isfinite(mse), axis=1)
+    mse = np.where(np.isfinite(mse), mse, np.inf)
+    return np.where(ok, cands[np.argmin(mse, axis=1)], wmin).astype(np.int64)
+
+
+@pytest.mark.parametrize("kernel", ["uniform", "tricube"])
+def test_plugin_rows_equal_whole_array_rule(kernel):
+    """The per-row plug-in kernel picks the whole-array rule's windows exactly, over
+    statistics spanning many decades, ties at zero roughness and non-finite rows."""
+    rng = np.random.default_rng(7)
+    rows = 500
+    sigma = 10.0 ** rng.uniform(-6, 0, rows)
+    rough = 10.0 ** rng.uniform(-8, 6, rows)
+    rough_end = 10.0 ** rng.uniform(-8, 6, rows)
+    sigma[:5] = 0.0
+    rough[5:10] = 0.0
+    rough_end[5:10] = 0.0
+    sigma[10], rough[11], rough_end[12] = np.nan, np.inf, np.nan
+    for degree, deriv, wmin in ((3, 1, 5), (2, 2, 3), (5, 1, 7)):
+        for h in (1.0, 2 * np.pi / 999, 1e-3):
+            args = (sigma, rough, rough_end, h, 1000, degree, deriv, wmin, 101, kernel)
+            np.testing.assert_array_equal(bw.plugin_window(*args), _plugin_numpy(*args))

@@ -586,14 +586,44 @@ def plugin_window(
     q = bias_order(degree, deriv)
     qe = degree + 1
     coef = _plugin_coefficients(n, degree, deriv, wmin, wmax, kernel)
-    var = sigma[:, None] ** 2 * (coef[0] + coef[2]) / h ** (2 * deriv)
-    bias = rough[:, None] * coef[1] * h ** (2 * (q - deriv))
-    bias_end = rough_end[:, None] * coef[3] * h ** (2 * (qe - deriv))
-    mse = var + bias + bias_end
-    ok = np.all(np.isfinite(mse), axis=1)
-    mse = np.where(np.isfinite(mse), mse, np.inf)
-    pick = cands[np.argmin(mse, axis=1)]
-    return np.where(ok, pick, wmin).astype(np.int64)
+    scales = np.array([h ** (2 * deriv), h ** (2 * (q - deriv)), h ** (2 * (qe - deriv))])
+    out = np.empty(sigma.shape[0], dtype=np.int64)
+    _plugin_rows(
+        np.asarray(sigma, dtype=np.float64),
+        np.asarray(rough, dtype=np.float64),
+        np.asarray(rough_end, dtype=np.float64),
+        coef[0] + coef[2],
+        np.ascontiguousarray(coef[1]),
+        np.ascontiguousarray(coef[3]),
+        scales,
+        cands.astype(np.int64),
+        out,
+    )
+    return out
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _plugin_rows(
+    sigma, rough, rough_end, var_c, bias_c, end_c, scales, cands, out
+):  # pragma: no cover
+    """Per row: the candidate of least plug-in MSE, sigma^2 var_c / scales[0] + rough
+    bias_c scales[1] + rough_end end_c scales[2] (the first on ties), or the first
+    candidate where any MSE is not finite."""
+    for r in range(sigma.shape[0]):
+        s2 = sigma[r] * sigma[r]
+        best = np.inf
+        pick = 0
+        ok = True
+        for j in range(cands.shape[0]):
+            v = s2 * var_c[j] / scales[0] + rough[r] * bias_c[j] * scales[1]
+            v = v + rough_end[r] * end_c[j] * scales[2]
+            if not np.isfinite(v):
+                ok = False
+                break
+            if v < best:
+                best = v
+                pick = j
+        out[r] = cands[pick] if ok else cands[0]
 
 
 def choose_window(
