@@ -615,14 +615,99 @@ def _innovation_rss_rows(y, obs, fs, ks, sinv, es, minv, out):  # pragma: no cov
         out[r, 0] = q - quad
 
 
+@numba.njit(nogil=True, cache=True)
+def _smooth_lanes(
+    y, obs, fs, ks, gs, es, minv, z, order, scale, nl, out, fitted
+):  # pragma: no cover
+    """:func:`_smooth_rows` for order < d, nl rows at a time as the lanes of
+    :func:`_run_lanes`: the same operations in the same order per row (identical results),
+    with the loops over rows innermost so that they vectorise."""
+    rows, n = y.shape
+    d = minv.shape[0]
+    want_fit = fitted.shape[0] == rows
+    yt = np.zeros((n, nl))
+    states = np.empty((n, d, nl))
+    innov = np.empty((n, nl))
+    b = np.empty((d, nl))
+    s0 = np.empty((d, nl))
+    acc = np.empty(nl)
+    for r0 in range(0, rows, nl):
+        m = min(nl, rows - r0)
+        for l in range(m):
+            for t in range(n):
+                yt[t, l] = y[r0 + l, t]
+        for l in range(m, nl):  # unused lanes of the last block: zeros
+            for t in range(n):
+                yt[t, l] = 0.0
+        _run_lanes(yt, obs, fs, ks, gs, states, innov)
+        # the initial-state correction s0 = -minv @ (es.T @ innov), as _initial_state
+        for j in range(d):
+            for l in range(nl):
+                b[j, l] = 0.0
+            for t in range(n):
+                w = es[t, j]
+                for l in range(nl):
+                    b[j, l] += w * innov[t, l]
+        for i in range(d):
+            for l in range(nl):
+                s0[i, l] = 0.0
+            for j in range(d):
+                w = minv[i, j]
+                for l in range(nl):
+                    s0[i, l] -= w * b[j, l]
+        for t in range(n):
+            if want_fit:
+                for l in range(nl):
+                    acc[l] = states[t, 0, l]
+                for j in range(d):
+                    w = z[t, 0, j]
+                    for l in range(nl):
+                        acc[l] += w * s0[j, l]
+                for l in range(m):
+                    fitted[r0 + l, t] = acc[l]
+            for l in range(nl):
+                acc[l] = states[t, order, l]
+            for j in range(d):
+                w = z[t, order, j]
+                for l in range(nl):
+                    acc[l] += w * s0[j, l]
+            for l in range(m):
+                out[r0 + l, t] = acc[l] * scale
+
+
 def smooth(
     g: Gains, y: np.ndarray, order: int, scale: float, fitted: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Derivative of ``order`` times ``scale`` (rows, n) and optionally the fit, for rows y.
 
-    y must hold finite values where ``g.obs`` (others are ignored).
+    y must hold finite values where ``g.obs`` (others are ignored). Orders below d (state
+    components) run LANES rows at a time (:func:`_smooth_lanes`), higher ones row by row.
     """
     rows, n = y.shape
+    if order < g.d and rows > 1:
+        out = np.empty((rows, n))
+        fit = np.empty((rows, n)) if fitted else np.empty((0, n))
+        lanes = min(LANES, rows)
+        z = g.z
+
+        def lanes_kernel(y_, out_, fit_):
+            _smooth_lanes(
+                y_, g.obs, g.fs, g.ks, g.gs, g.es, g.minv, z, order, scale, lanes, out_, fit_
+            )
+
+        nt = min(_threads_for(y.size), rows)
+        if nt <= 1:
+            lanes_kernel(y, out, fit)
+        else:
+            cut = np.linspace(0, rows, nt + 1).astype(int)
+            futs = [
+                _pool().submit(lanes_kernel, y[a:c], out[a:c], fit[a:c] if fitted else fit)
+                for a, c in zip(cut[:-1], cut[1:], strict=True)
+                if c > a
+            ]
+            for f in futs:
+                f.result()
+        return out, (fit if fitted else None)
     width = 2 * n if fitted else n
     both = np.empty((rows, width))
 
@@ -940,23 +1025,24 @@ def end_correction(
     else:
         fall = float(np.prod(np.arange(d - order + 1, d + 1)))  # d! / (d - order)!
         dshape = fall * w ** (d - order) / half**order
-    both = np.concatenate([y, np.where(obs, shape, 0.0)[None, :]])
-    out, fit = smooth(g, both, order, scale, True)
-    resid = np.where(obs, y - fit[:rows], 0.0)
-    r_x = np.where(obs, shape - fit[rows], 0.0)  # (I - S) X at the observed samples
-    c_x = dshape * scale - out[rows]  # D (I - S) X
-    deriv = out[:rows].copy()
-    fit_y = fit[:rows].copy() if fitted else None
-    left = w < 0.0
+    deriv, fit = smooth(g, y, order, scale, True)
+    out_x, fit_x = smooth(g, np.where(obs, shape, 0.0)[None, :], order, scale, True)
+    resid = y - fit
+    if not obs.all():
+        resid[:, ~obs] = 0.0
+    r_x = np.where(obs, shape - fit_x[0], 0.0)  # (I - S) X at the observed samples
+    c_x = dshape * scale - out_x[0]  # D (I - S) X
+    fit_y = fit if fitted else None
+    k = int(np.searchsorted(w, 0.0))  # u ascends: w < 0 on the first k samples
     sides, betas = [], []
-    for side in (left, ~left):
-        rx = np.where(side, r_x, 0.0)
+    for side in (slice(0, k), slice(k, n)):
+        rx = r_x[side]
         norm = float(rx @ rx)
         if norm <= 1e-16 * float(shape[side] @ shape[side]):  # S reproduces X: no correction
             continue
         sides.append((side, norm))
-        betas.append(resid @ rx / norm)  # (rows,)
-        resid = resid - betas[-1][:, None] * rx
+        betas.append(resid[:, side] @ rx / norm)  # (rows,)
+        resid[:, side] -= betas[-1][:, None] * rx
     # noise variance: the residual mean square after the correction's regression
     s2 = np.einsum("rt,rt->r", resid, resid) / max(float(obs.sum()) - len(sides), 1.0)
     for (side, norm), beta in zip(sides, betas, strict=True):
@@ -965,7 +1051,7 @@ def end_correction(
         beta = beta * np.maximum(0.0, 1.0 - END_SHRINK / np.maximum(t2, 1e-300))
         deriv[:, side] += beta[:, None] * c_x[side]
         if fit_y is not None:
-            fit_y[:, side] += beta[:, None] * (shape[side] - fit[rows, side])
+            fit_y[:, side] += beta[:, None] * (shape[side] - fit_x[0, side])
     return deriv, fit_y
 
 
