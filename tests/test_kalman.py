@@ -216,3 +216,21 @@ def test_invalid_parameters(kwargs, exc, message):
 def test_too_few_samples():
     with pytest.raises(ValueError, match="needs at least 5 samples for order 1, got 4"):
         dfl.differentiate_array(np.arange(4.0), method="kalman")
+
+
+@pytest.mark.parametrize("d", [2, 3, 4])
+def test_innovation_rss_by_lanes_is_bit_identical_to_row_by_row(d):
+    """The likelihood's residual sums, many rows at once, are exactly the row kernel's."""
+    from deltaflow.kernels import _statespace as ss
+
+    x = _irregular(n=75, seed=31)
+    u, _ = ss.scaled(x)
+    rng = np.random.default_rng(32)
+    y = np.sin(x) + 0.05 * rng.standard_normal((37, x.size))  # LANES + 5
+    for obs in (np.ones(x.size, dtype=bool), rng.random(x.size) > 0.2):
+        ys = np.where(obs, y, 0.0)
+        g = ss.gains(u, obs, d, 1e-2)
+        for rows in (ys, ys[:3], ys[:1]):
+            ref = np.empty((rows.shape[0], 1))
+            ss._innovation_rss_rows(rows, obs, g.fs, g.ks, g.sinv, g.es, g.minv, ref)
+            np.testing.assert_array_equal(ss.innovation_rss(g, rows), ref[:, 0])
