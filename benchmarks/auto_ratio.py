@@ -8,9 +8,9 @@ chosen in hindsight with the truth, from a grid per registered method. Errors ar
 the interior (10 % trimmed at each end) and averaged over the series of a case; the "whole"
 column is the same ratio over the whole range (its best in hindsight chosen separately). The
 best in hindsight depends only on the data, so it is cached (``--cache``, a JSON file per
-series count and length under the system's temporary folder; ``--cache ''`` turns it off): a
-rerun after a change to ``auto`` takes seconds. ``--signals`` restricts the run to some
-signals (comma-separated names).
+series count, length and hindsight grid under the system's temporary folder; ``--cache ''``
+turns it off): a rerun after a change to ``auto`` takes seconds. ``--signals`` restricts the
+run to some signals (comma-separated names).
 
     python benchmarks/auto_ratio.py [--series 10] [--n 201] [--time 2000x1000]
     python benchmarks/auto_ratio.py --peers [--method spectral]
@@ -102,7 +102,7 @@ def grids(sigma: float) -> dict[str, list[dict]]:
         "finite_difference": [{"accuracy": a} for a in (2, 4, 6)],
         "spline": [
             {"smoothing": float(s), "degree": d}
-            for d in (3, 5)
+            for d in (3, 5, 7)
             for s in 10.0 ** np.arange(-2.0, 11.01, 0.5)
         ],
         "spectral": [
@@ -242,8 +242,11 @@ def main() -> None:
         _time_auto(*(int(v) for v in args.time.lower().split("x")))
     cache_path = args.cache
     if cache_path is None:
+        # keyed by the hindsight grids too: a changed grid must not reuse stale bests
+        key = zlib.crc32(repr(grids(1.0)).encode())
         cache_path = str(
-            Path(tempfile.gettempdir()) / f"deltaflow_auto_ratio_{args.series}x{args.n}.json"
+            Path(tempfile.gettempdir())
+            / f"deltaflow_auto_ratio_{args.series}x{args.n}_{key:08x}.json"
         )
     cache = {}
     if cache_path and Path(cache_path).exists():
