@@ -282,7 +282,7 @@ def test_smoothing_by_lanes_is_bit_identical_to_row_by_row(d):
 def test_gcv_climb_finds_the_full_grid_choice():
     """The GCV search skips coarse values that a bound rules out and scores fewer fine
     points (a climb), and still picks what scoring them all picks, alone or in a batch."""
-    from deltaflow.kernels import _statespace as ss
+    from deltaflow.kernels import _gridsearch as gs
     from deltaflow.kernels import spline as sp
 
     x = np.linspace(0.0, 3.0, 151)
@@ -296,12 +296,12 @@ def test_gcv_climb_finds_the_full_grid_choice():
     )
     p = sp.SplineParams()
     climbed = sp._choose(y, x, 1, p, np)["smoothing"]
-    full_search = ss.grid_search
+    full_search = gs.grid_search
     try:
-        ss.grid_search = lambda *a, climb=False, bound=None, **k: full_search(*a, **k)
+        gs.grid_search = lambda *a, climb=False, bound=None, **k: full_search(*a, **k)
         full = sp._choose(y, x, 1, p, np)["smoothing"]
     finally:
-        ss.grid_search = full_search
+        gs.grid_search = full_search
     np.testing.assert_array_equal(climbed, full)
     alone = np.concatenate([sp._choose(y[r], x, 1, p, np)["smoothing"][None] for r in (0, 13)])
     np.testing.assert_array_equal(alone, climbed[[0, 13]])
@@ -310,7 +310,7 @@ def test_gcv_climb_finds_the_full_grid_choice():
 def test_gcv_bound_skips_values_and_keeps_the_choice_with_gaps():
     """On irregular x with NaN gaps ('omit'), the bounded search scores fewer coarse values
     than the full grid and picks the same smoothing."""
-    from deltaflow.kernels import _statespace as ss
+    from deltaflow.kernels import _gridsearch as gs
     from deltaflow.kernels import spline as sp
 
     x = _irregular(n=160, seed=14)
@@ -320,7 +320,7 @@ def test_gcv_bound_skips_values_and_keeps_the_choice_with_gaps():
     y[4, 100] = np.nan
     p = sp.SplineParams(nan_policy="omit", degree=3)
     calls = {"bounded": 0, "full": 0}
-    full_search = ss.grid_search
+    full_search = gs.grid_search
 
     def counting(kind, **fixed):
         def search(lg, rows, evaluate, *a, climb=False, bound=None, **k):
@@ -334,12 +334,12 @@ def test_gcv_bound_skips_values_and_keeps_the_choice_with_gaps():
         return search
 
     try:
-        ss.grid_search = counting("bounded")
+        gs.grid_search = counting("bounded")
         bounded = sp._choose(y, x, 2, p, np)["smoothing"]
-        ss.grid_search = counting("full")
+        gs.grid_search = counting("full")
         full = sp._choose(y, x, 2, p, np)["smoothing"]
     finally:
-        ss.grid_search = full_search
+        gs.grid_search = full_search
     np.testing.assert_array_equal(bounded, full)
     assert calls["bounded"] < 0.8 * calls["full"]
 

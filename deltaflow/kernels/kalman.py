@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from . import _gridsearch as gs
 from . import _statespace as ss
 from ._xp import to_numpy
 from .registry import MethodParams, MethodSpec, Output, register
@@ -143,7 +144,7 @@ def _choose(y: Any, x: np.ndarray, order: int, params: KalmanParams, xp: Any) ->
             r = r_given if r_given is not None else q_given * unit / rho
             return -0.5 * (dof * np.log(r) + rss / r + const), rss
 
-        best, rss_best = ss.grid_search(lg, r_idx.size, loglik, CHOICE_RESOLUTION)
+        best, rss_best = gs.grid_search(lg, r_idx.size, loglik, CHOICE_RESOLUTION)
         rho = 10.0**best / factor
         if r_given is not None:
             r = np.full(r_idx.size, float(r_given))

@@ -15,7 +15,7 @@ the same value smooths the same whatever the unit of x; ``smoothing**(1/(2m))`` 
 the kernel's half width in samples. Left as None it is chosen per series by generalised
 cross-validation (GCV) on a grid of values, each one set of gains for the whole batch, with
 the hat matrix's trace from the smoothed variances (the search skips the coarse values that
-a bound rules out and climbs through the fine ones, ``_statespace.grid_search``; the
+a bound rules out and climbs through the fine ones, ``_gridsearch.grid_search``; the
 residual sums run 32 series at a time, ``fit_rss``); the GCV choice is then multiplied by
 ``DERIVATIVE_FACTOR`` (measured: the smoothing that predicts the signal best is too small
 for its derivatives). Orders below m are state components; higher orders (up to 3) come
@@ -39,6 +39,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from . import _gridsearch as gs
 from . import _statespace as ss
 from ._xp import to_numpy
 from .registry import MethodParams, MethodSpec, Output, register
@@ -151,7 +152,7 @@ def _choose(y: Any, x: np.ndarray, order: int, params: SplineParams, xp: Any) ->
             dof = gains(float(lg[i]))[1]
             return -np.log(np.maximum(n_eff * low / dof**2, 1e-300))
 
-        chosen, _ = ss.grid_search(lg, rows.size, gcv, CHOICE_RESOLUTION, climb=True, bound=bound)
+        chosen, _ = gs.grid_search(lg, rows.size, gcv, CHOICE_RESOLUTION, climb=True, bound=bound)
         best[rows] = 10.0**chosen
     factor = DERIVATIVE_FACTOR[params.degree][order]
     return {"smoothing": (best * factor).reshape(shape)}
