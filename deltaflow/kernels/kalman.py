@@ -192,7 +192,7 @@ def _min_samples(order: int, params: KalmanParams) -> int:
 SPEC = register(
     MethodSpec(
         name="kalman",
-        summary="RTS smoother, constant-velocity/acceleration model, ML noise variances.",
+        summary="RTS smoother, constant velocity, acceleration or jerk model, ML noise variances.",
         params=KalmanParams,
         max_order=2,
         apply=_apply,
