@@ -12,13 +12,19 @@ and on irregular x with close samples); the recursion keeps ~1e-12 at any smooth
 
 ``smoothing`` is ``lam`` in sample units, ``lam = smoothing * mean_spacing**(2m - 1)``, so
 the same value smooths the same whatever the unit of x; ``smoothing**(1/(2m))`` is roughly
-the kernel's half width in samples. Left as None it is chosen per series by generalised
-cross-validation (GCV) on a grid of values, each one set of gains for the whole batch, with
-the hat matrix's trace from the smoothed variances (the search skips the coarse values that
-a bound rules out and climbs through the fine ones, ``_gridsearch.grid_search``; the
-residual sums run 32 series at a time, ``fit_rss``); the GCV choice is then multiplied by
-``DERIVATIVE_FACTOR`` (measured: the smoothing that predicts the signal best is too small
-for its derivatives). Orders below m are state components; higher orders (up to 3) come
+the kernel's half width in samples. Left as None it is chosen per series (``criterion``),
+each value of a grid one set of gains for the whole batch (``_gridsearch.grid_search``): by
+default by maximum likelihood (the diffuse innovations likelihood of the spline's
+state-space form profiled over the noise variance, ``kalman``'s criterion) times
+``ML_FACTOR``, or by generalised cross-validation (GCV, with the hat matrix's trace from the
+smoothed variances; the search skips the coarse values that a bound rules out and climbs
+through the fine ones; the residual sums run 32 series at a time, ``fit_rss``) times
+``DERIVATIVE_FACTOR``; both factors because the smoothing that fits the signal best is too
+small for its derivatives. On the peers' noisy cases (benchmarks/peers.py, 1-10 % noise, 5
+draws each, over the best oracle-tuned peer, geometric means interior / whole; quintic),
+GCV: 1.99 / 2.36 (order 1), 3.40 / 4.54 (order 2), worst 31x (it undersmooths some
+Black-Scholes draws); ML: 1.37 / 1.80, 1.85 / 2.94, worst 15x: the default since
+2026-11-27. Orders below m are state components; higher orders (up to 3) come
 from the spline's polynomial on each interval, exact for the spline. The septic spline
 leaves cubics unpenalised: smooth signals whose higher derivatives do not vanish (exp,
 Black-Scholes prices, damped oscillations) lose less to its smoothing bias; ``auto`` uses
@@ -67,6 +73,18 @@ DERIVATIVE_FACTOR: dict[int, dict[int, float]] = {
     5: {1: 10**0.55, 2: 10**0.7, 3: 10**1.2},
     7: {1: 10**0.39, 2: 10**0.64, 3: 10**0.83},
 }
+# the maximum-likelihood choice (``criterion='ml'``, the default) is multiplied by
+# ML_FACTOR[degree][order]; orders 1-2 of degrees 5 and 7 and order 1 of degree 3 are
+# ``kalman``'s ML_DERIVATIVE_FACTOR (the same smoother and criterion); the others fitted on
+# benchmarks/auto_fit.py's ten families (0.1-10 % noise, 101-401 samples, 4 series each; the
+# pooled RMSE over the best common smoothing's, held-out draws, from a factor of 1): cubic
+# order 2 4.96 -> 1.49, order 3 21.1 -> 1.54; quintic order 3 1.97 -> 1.24; septic order 3
+# 1.44 -> 1.23 (quintic order 1, as a check: +0.55 decades fitted against kalman's 0.6)
+ML_FACTOR: dict[int, dict[int, float]] = {
+    3: {1: 10**1.5, 2: 10**1.45, 3: 10**2.25},
+    5: {1: 10**0.6, 2: 10**0.85, 3: 10**1.05},
+    7: {1: 10**0.35, 2: 10**0.5, 3: 10**0.65},
+}
 
 
 class SplineParams(MethodParams):
@@ -77,7 +95,14 @@ class SplineParams(MethodParams):
         gt=0,
         description=(
             "penalty weight in sample units (lam = smoothing * mean_spacing**(2m-1)); "
-            "None chooses it per series by GCV, adjusted for the derivative order"
+            "None chooses it per series by ``criterion``, adjusted for the derivative order"
+        ),
+    )
+    criterion: Literal["ml", "gcv"] = Field(
+        "ml",
+        description=(
+            "how smoothing=None is chosen: 'ml' maximum likelihood of the spline's state-space "
+            "form (as kalman), 'gcv' generalised cross-validation"
         ),
     )
     degree: Literal[3, 5, 7] = Field(
@@ -114,7 +139,8 @@ def _grid(n: int, m: int) -> np.ndarray:
 
 
 def _choose(y: Any, x: np.ndarray, order: int, params: SplineParams, xp: Any) -> dict[str, Any]:
-    """Per-series smoothing (shape y.shape[:-1]): the given value, or GCV times a factor."""
+    """Per-series smoothing (shape y.shape[:-1]): the given value, or the ML or GCV choice
+    times the derivative order's factor."""
     ss.require_numpy("spline", xp)
     shape = y.shape[:-1]
     if params.smoothing is not None:
@@ -132,6 +158,9 @@ def _choose(y: Any, x: np.ndarray, order: int, params: SplineParams, xp: Any) ->
         if not obs.all():
             ys = np.where(obs, ys, 0.0)
         n_eff = float(obs.sum())
+        if params.criterion == "ml":
+            best[rows] = 10.0 ** _ml_choice(u, obs, m, ys, lg)
+            continue
 
         cache: dict[float, tuple[ss.Gains, float]] = {}
 
@@ -154,8 +183,24 @@ def _choose(y: Any, x: np.ndarray, order: int, params: SplineParams, xp: Any) ->
 
         chosen, _ = gs.grid_search(lg, rows.size, gcv, CHOICE_RESOLUTION, climb=True, bound=bound)
         best[rows] = 10.0**chosen
-    factor = DERIVATIVE_FACTOR[params.degree][order]
-    return {"smoothing": (best * factor).reshape(shape)}
+    factors = ML_FACTOR if params.criterion == "ml" else DERIVATIVE_FACTOR
+    return {"smoothing": (best * factors[params.degree][order]).reshape(shape)}
+
+
+def _ml_choice(
+    u: np.ndarray, obs: np.ndarray, m: int, ys: np.ndarray, lg: np.ndarray
+) -> np.ndarray:
+    """log10 smoothing (rows,) maximising the diffuse innovations likelihood of rows ys (with
+    zeros where not ``obs``), profiled over the noise variance: ``kalman``'s criterion."""
+    dof = float(obs.sum()) - m
+
+    def loglik(ls: float, sel: np.ndarray) -> tuple:
+        gn = ss.gains(u, obs, m, 10.0**-ls)
+        rss = np.maximum(ss.innovation_rss(gn, ss.take_rows(ys, sel)), 1e-300)
+        return -0.5 * (dof * np.log(rss / dof) + gn.log_det_innovations()), rss
+
+    chosen, _ = gs.grid_search(lg, ys.shape[0], loglik, CHOICE_RESOLUTION)
+    return chosen
 
 
 def _apply(
