@@ -443,6 +443,42 @@ def _innovation_rss_rows(y, obs, fs, ks, sinv, es, minv, out):  # pragma: no cov
         out[r, 0] = q - quad
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _load_lanes(y, pick, r0, m, yt):  # pragma: no cover - compiled
+    """yt (n, L) <- rows ``pick[r0 : r0 + m]`` of y as its first m columns, zeros in the
+    unused lanes of a last, partial block."""
+    n, nl = yt.shape
+    for l in range(m):
+        row = pick[r0 + l]
+        for t in range(n):
+            yt[t, l] = y[row, t]
+    for l in range(m, nl):
+        for t in range(n):
+            yt[t, l] = 0.0
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _initial_state_lanes(es, minv, innov, b, s0):  # pragma: no cover - compiled
+    """:func:`_initial_state` on the lanes: s0 (d, L) <- -minv @ (es.T @ innov), b (d, L)
+    scratch, the same sums in the same order per lane."""
+    n, d = es.shape
+    nl = innov.shape[1]
+    for j in range(d):
+        for l in range(nl):
+            b[j, l] = 0.0
+        for t in range(n):
+            w = es[t, j]
+            for l in range(nl):
+                b[j, l] += w * innov[t, l]
+    for i in range(d):
+        for l in range(nl):
+            s0[i, l] = 0.0
+        for j in range(d):
+            w = minv[i, j]
+            for l in range(nl):
+                s0[i, l] -= w * b[j, l]
+
+
 @numba.njit(nogil=True, cache=True)
 def _smooth_lanes(
     y, obs, fs, ks, gs, es, minv, z, order, scale, nl, out, fitted
@@ -453,6 +489,7 @@ def _smooth_lanes(
     rows, n = y.shape
     d = minv.shape[0]
     want_fit = fitted.shape[0] == rows
+    pick = np.arange(rows)
     yt = np.zeros((n, nl))
     states = np.empty((n, d, nl))
     innov = np.empty((n, nl))
@@ -461,28 +498,9 @@ def _smooth_lanes(
     acc = np.empty(nl)
     for r0 in range(0, rows, nl):
         m = min(nl, rows - r0)
-        for l in range(m):
-            for t in range(n):
-                yt[t, l] = y[r0 + l, t]
-        for l in range(m, nl):  # unused lanes of the last block: zeros
-            for t in range(n):
-                yt[t, l] = 0.0
+        _load_lanes(y, pick, r0, m, yt)
         _run_lanes(yt, obs, fs, ks, gs, states, innov)
-        # the initial-state correction s0 = -minv @ (es.T @ innov), as _initial_state
-        for j in range(d):
-            for l in range(nl):
-                b[j, l] = 0.0
-            for t in range(n):
-                w = es[t, j]
-                for l in range(nl):
-                    b[j, l] += w * innov[t, l]
-        for i in range(d):
-            for l in range(nl):
-                s0[i, l] = 0.0
-            for j in range(d):
-                w = minv[i, j]
-                for l in range(nl):
-                    s0[i, l] -= w * b[j, l]
+        _initial_state_lanes(es, minv, innov, b, s0)
         for t in range(n):
             if want_fit:
                 for l in range(nl):
@@ -553,6 +571,7 @@ def _innovation_rss_lanes(y, obs, fs, ks, sinv, es, minv, nl, out):  # pragma: n
     vectorise); each row does the same operations in the same order (identical sums)."""
     rows, n = y.shape
     d = minv.shape[0]
+    pick = np.arange(rows)
     yt = np.zeros((n, nl))
     a = np.empty((d, nl))
     m = np.empty((d, nl))
@@ -561,12 +580,7 @@ def _innovation_rss_lanes(y, obs, fs, ks, sinv, es, minv, nl, out):  # pragma: n
     e = np.empty(nl)
     for r0 in range(0, rows, nl):
         cnt = min(nl, rows - r0)
-        for l in range(cnt):
-            for t in range(n):
-                yt[t, l] = y[r0 + l, t]
-        for l in range(cnt, nl):
-            for t in range(n):
-                yt[t, l] = 0.0
+        _load_lanes(y, pick, r0, cnt, yt)
         for l in range(nl):
             q[l] = 0.0
         for i in range(d):
@@ -809,34 +823,14 @@ def _fit_rss_lanes(y, obs, fs, ks, gs, es, minv, z0, nl, out, pick):  # pragma: 
     rss = np.empty(nl)
     for r0 in range(0, rows, nl):
         m = min(nl, rows - r0)
-        for l in range(m):
-            row = pick[r0 + l]
-            for t in range(n):
-                yt[t, l] = y[row, t]
-        for l in range(m, nl):  # unused lanes of the last block: zeros
-            for t in range(n):
-                yt[t, l] = 0.0
+        _load_lanes(y, pick, r0, m, yt)
         if d == 3:
             _fit_rss_block3(yt, obs, fs, ks, gs, es, minv, z0, states, rss)
             for l in range(m):
                 out[r0 + l, 0] = rss[l]
             continue
         _run_lanes(yt, obs, fs, ks, gs, states, innov)
-        # the initial-state correction s0 = -minv @ (es.T @ innov), as _initial_state
-        for j in range(d):
-            for l in range(nl):
-                b[j, l] = 0.0
-            for t in range(n):
-                w = es[t, j]
-                for l in range(nl):
-                    b[j, l] += w * innov[t, l]
-        for i in range(d):
-            for l in range(nl):
-                s0[i, l] = 0.0
-            for j in range(d):
-                w = minv[i, j]
-                for l in range(nl):
-                    s0[i, l] -= w * b[j, l]
+        _initial_state_lanes(es, minv, innov, b, s0)
         for l in range(nl):
             rss[l] = 0.0
         for t in range(n):
