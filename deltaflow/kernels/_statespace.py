@@ -18,12 +18,14 @@ Coordinates are in units of the mean spacing (``scaled``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numba
 import numpy as np
 
+from ._gridsearch import grid_search
 from ._stencil import _pool, _threads_for, run_rows
 from .registry import Output
 
@@ -530,36 +532,17 @@ def smooth(
     components) run LANES rows at a time (:func:`_smooth_lanes`), higher ones row by row.
     """
     rows, n = y.shape
-    if order < g.d and rows > 1:
-        out = np.empty((rows, n))
-        fit = np.empty((rows, n)) if fitted else np.empty((0, n))
-        lanes = min(LANES, rows)
-        z = g.z
-
-        def lanes_kernel(y_, out_, fit_):
-            _smooth_lanes(
-                y_, g.obs, g.fs, g.ks, g.gs, g.es, g.minv, z, order, scale, lanes, out_, fit_
-            )
-
-        nt = min(_threads_for(y.size), rows)
-        if nt <= 1:
-            lanes_kernel(y, out, fit)
-        else:
-            cut = np.linspace(0, rows, nt + 1).astype(int)
-            futs = [
-                _pool().submit(lanes_kernel, y[a:c], out[a:c], fit[a:c] if fitted else fit)
-                for a, c in zip(cut[:-1], cut[1:], strict=True)
-                if c > a
-            ]
-            for f in futs:
-                f.result()
-        return out, (fit if fitted else None)
     width = 2 * n if fitted else n
     both = np.empty((rows, width))
+    lanes = min(LANES, rows) if order < g.d and rows > 1 else 0
 
     def kernel(y_, u_, fs_, ks_, gs_, es_, minv_, z_, out_):
         fit = out_[:, n:] if fitted else np.empty((0, n))
-        _smooth_rows(y_, g.obs, u_, fs_, ks_, gs_, es_, minv_, z_, order, scale, out_[:, :n], fit)
+        der = out_[:, :n]
+        if lanes:
+            _smooth_lanes(y_, g.obs, fs_, ks_, gs_, es_, minv_, z_, order, scale, lanes, der, fit)
+        else:
+            _smooth_rows(y_, g.obs, u_, fs_, ks_, gs_, es_, minv_, z_, order, scale, der, fit)
 
     run_rows(kernel, y, both, g.u, g.fs, g.ks, g.gs, g.es, g.minv, g.z)
     return both[:, :n], (both[:, n:] if fitted else None)
@@ -619,6 +602,29 @@ def _innovation_rss_lanes(y, obs, fs, ks, sinv, es, minv, nl, out):  # pragma: n
                 for j in range(d):
                     quad += b[i, l] * minv[i, j] * b[j, l]
             out[r0 + l, 0] = q[l] - quad
+
+
+def ml_search(
+    u: np.ndarray,
+    obs: np.ndarray,
+    d: int,
+    ys: np.ndarray,
+    grid: np.ndarray,
+    resolution: float,
+    rho_of: Callable[[float], float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ys (zeros where not ``obs``): the grid value (log10, mapped to the ratio by
+    ``rho_of``) maximising the diffuse innovations likelihood profiled over the noise
+    variance, and the innovations' residual sum of squares there (``grid_search``'s result).
+    The criterion of ``kalman`` (its noise ratio) and of ``spline`` (its smoothing)."""
+    dof = float(obs.sum()) - d
+
+    def loglik(v: float, sel: np.ndarray) -> tuple:
+        gn = gains(u, obs, d, rho_of(v))
+        rss = np.maximum(innovation_rss(gn, take_rows(ys, sel)), 1e-300)
+        return -0.5 * (dof * np.log(rss / dof) + gn.log_det_innovations()), rss
+
+    return grid_search(grid, ys.shape[0], loglik, resolution)
 
 
 def innovation_rss(g: Gains, y: np.ndarray) -> np.ndarray:

@@ -134,17 +134,17 @@ def _choose(y: Any, x: np.ndarray, order: int, params: KalmanParams, xp: Any) ->
         dof = n_eff - d
 
         def loglik(lrho: float, sel: np.ndarray, obs=obs, ys=ys, dof=dof) -> tuple:
+            # one noise given: the other follows from the ratio, nothing to profile
             rho = 10.0**lrho
             gn = ss.gains(u, obs, d, rho)
-            rss = ss.innovation_rss(gn, ss.take_rows(ys, sel))
-            rss = np.maximum(rss, 1e-300)
-            const = gn.log_det_innovations()
-            if q_given is None and r_given is None:
-                return -0.5 * (dof * np.log(rss / dof) + const), rss
+            rss = np.maximum(ss.innovation_rss(gn, ss.take_rows(ys, sel)), 1e-300)
             r = r_given if r_given is not None else q_given * unit / rho
-            return -0.5 * (dof * np.log(r) + rss / r + const), rss
+            return -0.5 * (dof * np.log(r) + rss / r + gn.log_det_innovations()), rss
 
-        best, rss_best = gs.grid_search(lg, r_idx.size, loglik, CHOICE_RESOLUTION)
+        if q_given is None and r_given is None:
+            best, rss_best = ss.ml_search(u, obs, d, ys, lg, CHOICE_RESOLUTION, lambda v: 10.0**v)
+        else:
+            best, rss_best = gs.grid_search(lg, r_idx.size, loglik, CHOICE_RESOLUTION)
         rho = 10.0**best / factor
         if r_given is not None:
             r = np.full(r_idx.size, float(r_given))

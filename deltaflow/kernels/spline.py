@@ -192,14 +192,7 @@ def _ml_choice(
 ) -> np.ndarray:
     """log10 smoothing (rows,) maximising the diffuse innovations likelihood of rows ys (with
     zeros where not ``obs``), profiled over the noise variance: ``kalman``'s criterion."""
-    dof = float(obs.sum()) - m
-
-    def loglik(ls: float, sel: np.ndarray) -> tuple:
-        gn = ss.gains(u, obs, m, 10.0**-ls)
-        rss = np.maximum(ss.innovation_rss(gn, ss.take_rows(ys, sel)), 1e-300)
-        return -0.5 * (dof * np.log(rss / dof) + gn.log_det_innovations()), rss
-
-    chosen, _ = gs.grid_search(lg, ys.shape[0], loglik, CHOICE_RESOLUTION)
+    chosen, _ = ss.ml_search(u, obs, m, ys, lg, CHOICE_RESOLUTION, lambda ls: 10.0**-ls)
     return chosen
 
 
