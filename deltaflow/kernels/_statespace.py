@@ -12,7 +12,9 @@ is then exactly the natural smoothing spline of degree 2d-1 with ``lam = 1 / rho
 Gains, smoother gains and the augmentation terms depend on the coordinates, ``rho`` and
 which samples are observed, never on the values, so they are computed once per
 (``rho``, NaN pattern) and every series then runs only the linear mean recursion: numba
-loops over time per series, series split over threads by :func:`run_rows`.
+loops over time, LANES series at once as SIMD lanes (``_statespace_lanes``; the row kernels
+here are the reference the tests hold them to), blocks of series split over threads by
+:func:`run_rows`.
 Coordinates are in units of the mean spacing (``scaled``).
 """
 
@@ -26,6 +28,7 @@ import numba
 import numpy as np
 
 from ._gridsearch import grid_search
+from ._statespace_lanes import fit_rss_lanes, innovation_rss_lanes, smooth_lanes
 from ._stencil import _pool, _threads_for, run_rows
 from .registry import Output
 
@@ -239,17 +242,17 @@ def _run_row(y, obs, fs, ks, gs, a0, states, innov):  # pragma: no cover - compi
             for i in range(d):
                 states[t, i] = a[i]
         if t < n - 1:
-            for i in range(d):
-                acc = 0.0
-                for j in range(i, d):
+            for i in range(d):  # F is unit upper triangular
+                acc = states[t, i]
+                for j in range(i + 1, d):
                     acc += fs[t, i, j] * states[t, j]
                 a[i] = acc
     nxt = states[n - 1].copy()
     diff = np.empty(d)
     for t in range(n - 2, -1, -1):
         for i in range(d):
-            acc = 0.0
-            for j in range(i, d):
+            acc = states[t, i]
+            for j in range(i + 1, d):
                 acc += fs[t, i, j] * states[t, j]
             diff[i] = nxt[i] - acc
         for i in range(d):
@@ -433,9 +436,9 @@ def _innovation_rss_rows(y, obs, fs, ks, sinv, es, minv, out):  # pragma: no cov
                 for i in range(d):
                     m[i] = a[i]
             if t < n - 1:
-                for i in range(d):
-                    acc = 0.0
-                    for j in range(i, d):
+                for i in range(d):  # F is unit upper triangular
+                    acc = m[i]
+                    for j in range(i + 1, d):
                         acc += fs[t, i, j] * m[j]
                     a[i] = acc
         quad = 0.0
@@ -445,82 +448,15 @@ def _innovation_rss_rows(y, obs, fs, ks, sinv, es, minv, out):  # pragma: no cov
         out[r, 0] = q - quad
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
-def _load_lanes(y, pick, r0, m, yt):  # pragma: no cover - compiled
-    """yt (n, L) <- rows ``pick[r0 : r0 + m]`` of y as its first m columns, zeros in the
-    unused lanes of a last, partial block."""
-    n, nl = yt.shape
-    for l in range(m):
-        row = pick[r0 + l]
-        for t in range(n):
-            yt[t, l] = y[row, t]
-    for l in range(m, nl):
-        for t in range(n):
-            yt[t, l] = 0.0
+# below this many rows a batch runs row by row: a block of LANES lanes costs about as much as
+# this many rows of the (scalar) row kernels (measured, see the module notes)
+LANES_MIN_ROWS = 4
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
-def _initial_state_lanes(es, minv, innov, b, s0):  # pragma: no cover - compiled
-    """:func:`_initial_state` on the lanes: s0 (d, L) <- -minv @ (es.T @ innov), b (d, L)
-    scratch, the same sums in the same order per lane."""
-    n, d = es.shape
-    nl = innov.shape[1]
-    for j in range(d):
-        for l in range(nl):
-            b[j, l] = 0.0
-        for t in range(n):
-            w = es[t, j]
-            for l in range(nl):
-                b[j, l] += w * innov[t, l]
-    for i in range(d):
-        for l in range(nl):
-            s0[i, l] = 0.0
-        for j in range(d):
-            w = minv[i, j]
-            for l in range(nl):
-                s0[i, l] -= w * b[j, l]
-
-
-@numba.njit(nogil=True, cache=True)
-def _smooth_lanes(
-    y, obs, fs, ks, gs, es, minv, z, order, scale, nl, out, fitted
-):  # pragma: no cover
-    """:func:`_smooth_rows` for order < d, nl rows at a time as the lanes of
-    :func:`_run_lanes`: the same operations in the same order per row (identical results),
-    with the loops over rows innermost so that they vectorise."""
-    rows, n = y.shape
-    d = minv.shape[0]
-    want_fit = fitted.shape[0] == rows
-    pick = np.arange(rows)
-    yt = np.zeros((n, nl))
-    states = np.empty((n, d, nl))
-    innov = np.empty((n, nl))
-    b = np.empty((d, nl))
-    s0 = np.empty((d, nl))
-    acc = np.empty(nl)
-    for r0 in range(0, rows, nl):
-        m = min(nl, rows - r0)
-        _load_lanes(y, pick, r0, m, yt)
-        _run_lanes(yt, obs, fs, ks, gs, states, innov)
-        _initial_state_lanes(es, minv, innov, b, s0)
-        for t in range(n):
-            if want_fit:
-                for l in range(nl):
-                    acc[l] = states[t, 0, l]
-                for j in range(d):
-                    w = z[t, 0, j]
-                    for l in range(nl):
-                        acc[l] += w * s0[j, l]
-                for l in range(m):
-                    fitted[r0 + l, t] = acc[l]
-            for l in range(nl):
-                acc[l] = states[t, order, l]
-            for j in range(d):
-                w = z[t, order, j]
-                for l in range(nl):
-                    acc[l] += w * s0[j, l]
-            for l in range(m):
-                out[r0 + l, t] = acc[l] * scale
+def _lanes_for(g: Gains, rows: int) -> bool:
+    """Whether a batch of ``rows`` runs on the lanes kernels (d = 2, 3 or 4, and enough rows
+    to fill a block better than the row kernels would run them, ``LANES_MIN_ROWS``)."""
+    return 2 <= g.d <= 4 and rows >= LANES_MIN_ROWS
 
 
 def smooth(
@@ -529,79 +465,24 @@ def smooth(
     """Derivative of ``order`` times ``scale`` (rows, n) and optionally the fit, for rows y.
 
     y must hold finite values where ``g.obs`` (others are ignored). Orders below d (state
-    components) run LANES rows at a time (:func:`_smooth_lanes`), higher ones row by row.
+    components) run LANES rows at a time (``_statespace_lanes.smooth_lanes``), higher
+    ones row by row.
     """
     rows, n = y.shape
     width = 2 * n if fitted else n
     both = np.empty((rows, width))
-    lanes = min(LANES, rows) if order < g.d and rows > 1 else 0
+    lanes = order < g.d and _lanes_for(g, rows)
 
     def kernel(y_, u_, fs_, ks_, gs_, es_, minv_, z_, out_):
         fit = out_[:, n:] if fitted else np.empty((0, n))
         der = out_[:, :n]
         if lanes:
-            _smooth_lanes(y_, g.obs, fs_, ks_, gs_, es_, minv_, z_, order, scale, lanes, der, fit)
+            smooth_lanes(y_, g.obs, fs_, ks_, gs_, es_, minv_, z_, order, scale, der, fit)
         else:
             _smooth_rows(y_, g.obs, u_, fs_, ks_, gs_, es_, minv_, z_, order, scale, der, fit)
 
     run_rows(kernel, y, both, g.u, g.fs, g.ks, g.gs, g.es, g.minv, g.z)
     return both[:, :n], (both[:, n:] if fitted else None)
-
-
-@numba.njit(nogil=True, cache=True)
-def _innovation_rss_lanes(y, obs, fs, ks, sinv, es, minv, nl, out):  # pragma: no cover
-    """:func:`_innovation_rss_rows` nl rows at a time, the loops over rows innermost (they
-    vectorise); each row does the same operations in the same order (identical sums)."""
-    rows, n = y.shape
-    d = minv.shape[0]
-    pick = np.arange(rows)
-    yt = np.zeros((n, nl))
-    a = np.empty((d, nl))
-    m = np.empty((d, nl))
-    b = np.empty((d, nl))
-    q = np.empty(nl)
-    e = np.empty(nl)
-    for r0 in range(0, rows, nl):
-        cnt = min(nl, rows - r0)
-        _load_lanes(y, pick, r0, cnt, yt)
-        for l in range(nl):
-            q[l] = 0.0
-        for i in range(d):
-            for l in range(nl):
-                a[i, l] = 0.0
-                b[i, l] = 0.0
-        for t in range(n):
-            if obs[t]:
-                st = sinv[t]
-                for l in range(nl):
-                    e[l] = yt[t, l] - a[0, l]
-                    q[l] += e[l] * e[l] * st
-                for j in range(d):
-                    w = es[t, j]
-                    for l in range(nl):
-                        b[j, l] += w * e[l]
-                for i in range(d):
-                    k = ks[t, i]
-                    for l in range(nl):
-                        m[i, l] = a[i, l] + k * e[l]
-            else:
-                for i in range(d):
-                    for l in range(nl):
-                        m[i, l] = a[i, l]
-            if t < n - 1:
-                for i in range(d):
-                    for l in range(nl):
-                        a[i, l] = 0.0
-                    for j in range(i, d):
-                        f = fs[t, i, j]
-                        for l in range(nl):
-                            a[i, l] += f * m[j, l]
-        for l in range(cnt):
-            quad = 0.0
-            for i in range(d):
-                for j in range(d):
-                    quad += b[i, l] * minv[i, j] * b[j, l]
-            out[r0 + l, 0] = q[l] - quad
 
 
 def ml_search(
@@ -629,13 +510,9 @@ def ml_search(
 
 def innovation_rss(g: Gains, y: np.ndarray) -> np.ndarray:
     """Per row of y: the GLS residual sum of squares of the standardised innovations
-    (LANES rows at a time, :func:`_innovation_rss_lanes`)."""
+    (LANES rows at a time, ``_statespace_lanes.innovation_rss_lanes``)."""
     out = np.empty((y.shape[0], 1))
-    lanes = max(1, min(LANES, y.shape[0]))
-
-    def kernel(y_, obs, fs, ks, sinv, es, minv, out_):
-        _innovation_rss_lanes(y_, obs, fs, ks, sinv, es, minv, lanes, out_)
-
+    kernel = innovation_rss_lanes if _lanes_for(g, y.shape[0]) else _innovation_rss_rows
     run_rows(kernel, y, out, g.obs, g.fs, g.ks, g.sinv, g.es, g.minv)
     return out[:, 0]
 
@@ -668,211 +545,27 @@ def _fit_rss_rows(y, obs, fs, ks, gs, es, minv, z0, out):  # pragma: no cover - 
         out[r, 0] = rss
 
 
-# rows that the blocked kernels run together, one SIMD lane each (measured: 8 lanes leave
-# the loops over lanes too short to vectorise well, 32 run fit_rss ~4x faster than row by row)
-LANES = 32
-
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def _predict_lanes(fs, states, t, i, acc):  # pragma: no cover - compiled
-    """acc (L,) <- component i of the transition F_t (upper triangular) applied to the
-    lanes' states at t: the prediction both passes of :func:`_run_lanes` form."""
-    d, nl = states.shape[1], states.shape[2]
-    for l in range(nl):
-        acc[l] = 0.0
-    for j in range(i, d):
-        f = fs[t, i, j]
-        for l in range(nl):
-            acc[l] += f * states[t, j, l]
-
-
-@numba.njit(nogil=True, cache=True)
-def _run_lanes(yt, obs, fs, ks, gs, states, innov):  # pragma: no cover - compiled
-    """:func:`_run_row` from a zero initial mean on LANES rows at once, as columns of yt (n, L).
-
-    states (n, d, L) <- smoothed states, innov (n, L) <- innovations. Every lane does the
-    same operations in the same order as ``_run_row``, so each row's result is identical;
-    the loops over lanes are innermost and vectorise.
-    """
-    n, nl = yt.shape
-    d = states.shape[1]
-    a = np.zeros((d, nl))
-    e = np.empty(nl)
-    acc = np.empty(nl)
-    for t in range(n):
-        if obs[t]:
-            for l in range(nl):
-                e[l] = yt[t, l] - a[0, l]
-                innov[t, l] = e[l]
-            for i in range(d):
-                k = ks[t, i]
-                for l in range(nl):
-                    states[t, i, l] = a[i, l] + k * e[l]
-        else:
-            for l in range(nl):
-                innov[t, l] = 0.0
-            for i in range(d):
-                for l in range(nl):
-                    states[t, i, l] = a[i, l]
-        if t < n - 1:
-            for i in range(d):
-                _predict_lanes(fs, states, t, i, acc)
-                for l in range(nl):
-                    a[i, l] = acc[l]
-    nxt = states[n - 1].copy()
-    diff = np.empty((d, nl))
-    for t in range(n - 2, -1, -1):
-        for i in range(d):
-            _predict_lanes(fs, states, t, i, acc)
-            for l in range(nl):
-                diff[i, l] = nxt[i, l] - acc[l]
-        for i in range(d):
-            for l in range(nl):
-                acc[l] = states[t, i, l]
-            for j in range(d):
-                g = gs[t, i, j]
-                for l in range(nl):
-                    acc[l] += g * diff[j, l]
-            for l in range(nl):
-                nxt[i, l] = acc[l]
-                states[t, i, l] = acc[l]
-
-
-@numba.njit(nogil=True, cache=True, fastmath={"contract"})
-def _fit_rss_block3(yt, obs, fs, ks, gs, es, minv, z0, states, rss):  # pragma: no cover
-    """:func:`_fit_rss_rows` for d = 3 on the lanes of yt (n, L), which it overwrites.
-
-    The initial-state sums are accumulated during the forward pass and each residual is
-    formed as the backward pass reaches its sample, so the smoothed states are never
-    stored. The operations are those of the row kernels in the same order, with products
-    and sums fused into multiply-adds (~10-20 % faster; sums equal to ~1e-14 relative).
-    """
-    n, nl = yt.shape
-    a = np.zeros((3, nl))
-    b = np.zeros((3, nl))
-    # no branch on obs: at an unobserved sample y is 0 (the caller's), the gain and the
-    # augmentation row are 0, so the update leaves the state and the sums as they are
-    for t in range(n):
-        k0, k1, k2 = ks[t, 0], ks[t, 1], ks[t, 2]
-        e0, e1, e2 = es[t, 0], es[t, 1], es[t, 2]
-        for l in range(nl):
-            e = yt[t, l] - a[0, l]
-            b[0, l] += e0 * e
-            b[1, l] += e1 * e
-            b[2, l] += e2 * e
-            states[t, 0, l] = a[0, l] + k0 * e
-            states[t, 1, l] = a[1, l] + k1 * e
-            states[t, 2, l] = a[2, l] + k2 * e
-        if t < n - 1:
-            f00, f01, f02 = fs[t, 0, 0], fs[t, 0, 1], fs[t, 0, 2]
-            f11, f12, f22 = fs[t, 1, 1], fs[t, 1, 2], fs[t, 2, 2]
-            for l in range(nl):
-                s0 = states[t, 0, l]
-                s1 = states[t, 1, l]
-                s2 = states[t, 2, l]
-                a[0, l] = (f00 * s0 + f01 * s1) + f02 * s2
-                a[1, l] = f11 * s1 + f12 * s2
-                a[2, l] = f22 * s2
-    c = np.empty((3, nl))  # the initial-state correction s0 = -minv @ b
-    for i in range(3):
-        m0, m1, m2 = minv[i, 0], minv[i, 1], minv[i, 2]
-        for l in range(nl):
-            c[i, l] = ((0.0 - m0 * b[0, l]) - m1 * b[1, l]) - m2 * b[2, l]
-    nxt = states[n - 1].copy()
-    z00, z01, z02 = z0[n - 1, 0], z0[n - 1, 1], z0[n - 1, 2]
-    for l in range(nl):
-        f = ((nxt[0, l] + z00 * c[0, l]) + z01 * c[1, l]) + z02 * c[2, l]
-        r = yt[n - 1, l] - f
-        yt[n - 1, l] = r * r
-    for t in range(n - 2, -1, -1):
-        f00, f01, f02 = fs[t, 0, 0], fs[t, 0, 1], fs[t, 0, 2]
-        f11, f12, f22 = fs[t, 1, 1], fs[t, 1, 2], fs[t, 2, 2]
-        g00, g01, g02 = gs[t, 0, 0], gs[t, 0, 1], gs[t, 0, 2]
-        g10, g11, g12 = gs[t, 1, 0], gs[t, 1, 1], gs[t, 1, 2]
-        g20, g21, g22 = gs[t, 2, 0], gs[t, 2, 1], gs[t, 2, 2]
-        z00, z01, z02 = z0[t, 0], z0[t, 1], z0[t, 2]
-        for l in range(nl):
-            s0 = states[t, 0, l]
-            s1 = states[t, 1, l]
-            s2 = states[t, 2, l]
-            d0 = nxt[0, l] - ((f00 * s0 + f01 * s1) + f02 * s2)
-            d1 = nxt[1, l] - (f11 * s1 + f12 * s2)
-            d2 = nxt[2, l] - (f22 * s2)
-            s0 = ((s0 + g00 * d0) + g01 * d1) + g02 * d2
-            nxt[1, l] = ((s1 + g10 * d0) + g11 * d1) + g12 * d2
-            nxt[2, l] = ((s2 + g20 * d0) + g21 * d1) + g22 * d2
-            nxt[0, l] = s0
-            f = ((s0 + z00 * c[0, l]) + z01 * c[1, l]) + z02 * c[2, l]
-            r = yt[t, l] - f
-            yt[t, l] = r * r
-    for l in range(nl):
-        rss[l] = 0.0
-    for t in range(n):
-        if obs[t]:
-            for l in range(nl):
-                rss[l] += yt[t, l]
-
-
-@numba.njit(nogil=True, cache=True)
-def _fit_rss_lanes(y, obs, fs, ks, gs, es, minv, z0, nl, out, pick):  # pragma: no cover
-    """:func:`_fit_rss_rows` nl rows at a time, vectorised over rows (identical sums for
-    d = 2; for d = 3 see :func:`_fit_rss_block3`): the rows ``pick`` of y, into out."""
-    rows = pick.shape[0]
-    n = y.shape[1]
-    d = minv.shape[0]
-    yt = np.zeros((n, nl))
-    states = np.empty((n, d, nl))
-    innov = np.empty((n, nl))
-    b = np.empty((d, nl))
-    s0 = np.empty((d, nl))
-    f = np.empty(nl)
-    rss = np.empty(nl)
-    for r0 in range(0, rows, nl):
-        m = min(nl, rows - r0)
-        _load_lanes(y, pick, r0, m, yt)
-        if d == 3:
-            _fit_rss_block3(yt, obs, fs, ks, gs, es, minv, z0, states, rss)
-            for l in range(m):
-                out[r0 + l, 0] = rss[l]
-            continue
-        _run_lanes(yt, obs, fs, ks, gs, states, innov)
-        _initial_state_lanes(es, minv, innov, b, s0)
-        for l in range(nl):
-            rss[l] = 0.0
-        for t in range(n):
-            if obs[t]:
-                for l in range(nl):
-                    f[l] = states[t, 0, l]
-                for j in range(d):
-                    w = z0[t, j]
-                    for l in range(nl):
-                        f[l] += w * s0[j, l]
-                for l in range(nl):
-                    e = yt[t, l] - f[l]
-                    rss[l] += e * e
-        for l in range(m):
-            out[r0 + l, 0] = rss[l]
-
-
 def fit_rss(g: Gains, y: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
     """Per row of y (or of ``y[rows]``, read in place): the residual sum of squares of the
-    smoothed fit over observed samples.
+    smoothed fit over observed samples (LANES rows at a time, ``fit_rss_lanes``).
 
-    y must be finite everywhere (the spline passes zeros where ``g.obs`` is False).
+    y must hold finite values where ``g.obs`` (others are ignored).
     """
     pick = np.arange(y.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
     out = np.empty((pick.shape[0], 1))
     z0 = np.ascontiguousarray(g.z[:, 0, :])
-    lanes = max(1, min(LANES, pick.shape[0]))
-    args = (g.obs, g.fs, g.ks, g.gs, g.es, g.minv, z0, lanes)
+    args = (g.obs, g.fs, g.ks, g.gs, g.es, g.minv, z0)
+    if not _lanes_for(g, pick.shape[0]):
+        _fit_rss_rows(take_rows(y, pick), *args, out)
+        return out[:, 0]
     # split over threads as run_rows would for pick's rows
     nt = min(_threads_for(pick.shape[0] * y.shape[1]), pick.shape[0])
     if nt <= 1:
-        _fit_rss_lanes(y, *args, out, pick)
+        fit_rss_lanes(y, *args, out, pick)
         return out[:, 0]
     cut = np.linspace(0, pick.shape[0], nt + 1).astype(int)
     futs = [
-        _pool().submit(_fit_rss_lanes, y, *args, out[a:b], pick[a:b])
+        _pool().submit(fit_rss_lanes, y, *args, out[a:b], pick[a:b])
         for a, b in zip(cut[:-1], cut[1:], strict=True)
         if b > a
     ]
