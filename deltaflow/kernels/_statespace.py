@@ -64,6 +64,8 @@ def group_rows(values: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
     rows = values.shape[0]
     if rows == 0:
         return []
+    if not mask.any() and bool(np.all(values == values[0])):
+        return [np.arange(rows)]  # the common case: one value, nothing missing
     v = np.ascontiguousarray(values, dtype=np.float64).view(np.uint8).reshape(rows, 8)
     key = np.ascontiguousarray(np.concatenate([v, np.packbits(mask, axis=1)], axis=1))
     void = key.view(np.dtype((np.void, key.shape[1]))).reshape(rows)
@@ -660,8 +662,7 @@ def smooth_by_ratio(
     ``correct_ends`` adds :func:`end_correction`. The result has the shape and dtype of
     ``like`` (the kernel's input y)."""
     rows, n = y2.shape
-    deriv = np.full((rows, n), np.nan)
-    fitted = np.full((rows, n), np.nan) if smoothed else None
+    deriv = fitted = None  # allocated (NaN) only where some rows are not in one whole group
     idx = np.flatnonzero(usable & np.isfinite(ratio) & (ratio > 0))
     for group in group_rows(ratio[idx], nan[idx]):
         r_idx = idx[group]
@@ -677,10 +678,16 @@ def smooth_by_ratio(
             out, fit = smooth(gn, ys, order, scale, smoothed)
         if whole:
             deriv, fitted = out, fit
-        else:
-            deriv[r_idx] = out
-            if smoothed:
-                fitted[r_idx] = fit
+            break
+        if deriv is None:
+            deriv = np.full((rows, n), np.nan)
+            fitted = np.full((rows, n), np.nan) if smoothed else None
+        deriv[r_idx] = out
+        if fitted is not None:
+            fitted[r_idx] = fit
+    if deriv is None:  # no usable rows
+        deriv = np.full((rows, n), np.nan)
+        fitted = np.full((rows, n), np.nan) if smoothed else None
     dt = like.dtype
     res = deriv.reshape(like.shape).astype(dt, copy=False)
     sm = fitted.reshape(like.shape).astype(dt, copy=False) if smoothed else None
