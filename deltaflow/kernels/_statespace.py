@@ -140,30 +140,36 @@ def _chol_solve(a, b, out, low):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True)
-def _gains(u, obs, d, rho):  # pragma: no cover - compiled
+def _gains(u, obs, d, rho, smoother, variance):  # pragma: no cover - compiled
     """F (n-1,d,d), K (n,d), 1/S (n,) (0 where unobserved), G (n-1,d,d), var (n,).
 
     ``var[t]`` is the smoothed variance of f at t given s0 (unit measurement noise).
+    The smoother gains G only where ``smoother`` and var only where ``variance`` (both
+    empty otherwise): the likelihood needs neither, the smoother no var. F and Q are
+    formed again only where the step changes (once on a regular grid).
     Small-matrix algebra is written out in loops: no allocation inside the time loop.
     """
     n = u.shape[0]
     m = max(n - 1, 1)
     fs = np.zeros((m, d, d))
-    gs = np.zeros((m, d, d))
+    gs = np.zeros((m if smoother else 0, d, d))
     ks = np.zeros((n, d))
     sinv = np.zeros(n)
-    pfs = np.zeros((n, d, d))
-    pps = np.zeros((n, d, d))
+    pfs = np.zeros((n if variance else 0, d, d))
+    pps = np.zeros((n if variance else 0, d, d))
     pp = np.zeros((d, d))
+    pf = np.zeros((d, d))
     ap = np.empty((d, d))
     fp = np.empty((d, d))
     x = np.empty((d, d))
     low = np.zeros((d, d))
     k = np.empty(d)
     q = np.empty((d, d))
+    f = np.empty((d, d))
+    step = np.nan
     for t in range(n):
-        pps[t] = pp
-        pf = pfs[t]
+        if variance:
+            pps[t] = pp
         if obs[t]:
             s = pp[0, 0] + 1.0
             for i in range(d):
@@ -181,9 +187,14 @@ def _gains(u, obs, d, rho):  # pragma: no cover - compiled
             for i in range(d):
                 for j in range(d):
                     pf[i, j] = pp[i, j]
+        if variance:
+            pfs[t] = pf
         if t < n - 1:
-            f = fs[t]
-            _model(u[t + 1] - u[t], d, rho, f, q)
+            dt = u[t + 1] - u[t]
+            if dt != step:  # the same step gives the same F and Q
+                _model(dt, d, rho, f, q)
+                step = dt
+            fs[t] = f
             for i in range(d):  # fp = F Pf
                 for j in range(d):
                     acc = 0.0
@@ -197,11 +208,14 @@ def _gains(u, obs, d, rho):  # pragma: no cover - compiled
                         acc += fp[i, l] * f[j, l]
                     pp[i, j] = acc
                     pp[j, i] = acc
-            _chol_solve(pp, fp, x, low)  # x = Pp^-1 F Pf = G^T
-            for i in range(d):
-                for j in range(d):
-                    gs[t, i, j] = x[j, i]
-    var = np.empty(n)
+            if smoother:
+                _chol_solve(pp, fp, x, low)  # x = Pp^-1 F Pf = G^T
+                for i in range(d):
+                    for j in range(d):
+                        gs[t, i, j] = x[j, i]
+    var = np.empty(n if variance else 0)
+    if not variance:
+        return fs, ks, sinv, gs, var
     ps = pfs[n - 1].copy()
     var[n - 1] = ps[0, 0]
     diff = np.empty((d, d))
@@ -225,6 +239,36 @@ def _gains(u, obs, d, rho):  # pragma: no cover - compiled
                 ps[i, j] = acc
         var[t] = ps[0, 0]
     return fs, ks, sinv, gs, var
+
+
+@numba.njit(nogil=True, cache=True)
+def _unit_innovations(obs, fs, ks, span, e):  # pragma: no cover - compiled
+    """e (n, d) <- the innovations of the data-free filter from each unit initial state
+    (column j from a0 = span**-j e_j): the forward half of :func:`_run_row` on zeros, the
+    same operations, for the likelihood (which needs no smoother)."""
+    n, d = e.shape
+    a = np.empty(d)
+    m = np.empty(d)
+    for c in range(d):
+        for i in range(d):
+            a[i] = 0.0
+        a[c] = span ** (-c)
+        for t in range(n):
+            if obs[t]:
+                v = 0.0 - a[0]
+                e[t, c] = v
+                for i in range(d):
+                    m[i] = a[i] + ks[t, i] * v
+            else:
+                e[t, c] = 0.0
+                for i in range(d):
+                    m[i] = a[i]
+            if t < n - 1:
+                for i in range(d):  # F is unit upper triangular
+                    acc = m[i]
+                    for j in range(i + 1, d):
+                        acc += fs[t, i, j] * m[j]
+                    a[i] = acc
 
 
 @numba.njit(nogil=True, cache=True)
@@ -286,7 +330,10 @@ class Gains:
         return self.minv.shape[0]
 
     def hat_trace(self) -> float:
-        """Trace of the smoother's hat matrix: sum of posterior variances of f / noise."""
+        """Trace of the smoother's hat matrix: sum of posterior variances of f / noise
+        (gains made with ``variance=True``)."""
+        if self.var.shape[0] != self.u.shape[0]:
+            raise ValueError("hat_trace needs gains(..., variance=True): var was not computed")
         z0 = self.z[:, 0, :]
         extra = np.einsum("ti,ij,tj->t", z0, self.minv, z0)
         return float(np.sum((self.var + extra)[self.obs]))
@@ -296,24 +343,40 @@ class Gains:
         return float(-np.sum(np.log(self.sinv[self.obs]))) + self.logdet
 
 
-def gains(u: np.ndarray, obs: np.ndarray, d: int, rho: float) -> Gains:
-    """Filter/smoother gains and the diffuse augmentation for ratio rho and mask obs."""
-    fs, ks, sinv, gs, var = _gains(u, obs, d, rho)
+def gains(
+    u: np.ndarray,
+    obs: np.ndarray,
+    d: int,
+    rho: float,
+    smoother: bool = True,
+    variance: bool = False,
+) -> Gains:
+    """Filter/smoother gains and the diffuse augmentation for ratio rho and mask obs.
+
+    ``smoother=False``: the filter's part only (``gs`` and ``z`` empty), all that the
+    likelihood (:func:`innovation_rss`, :meth:`Gains.log_det_innovations`) needs;
+    ``variance=True`` adds ``var`` for :meth:`Gains.hat_trace`.
+    """
+    fs, ks, sinv, gs, var = _gains(u, obs, d, rho, smoother, variance)
     n = u.shape[0]
-    zeros = np.zeros(n)
     e = np.empty((n, d))
-    z = np.empty((n, d, d))
-    states = np.empty((n, d))
-    innov = np.empty(n)
+    # initial states scaled so that their effects (~ (t/span)^j) are all of order one
+    # and M stays well conditioned on long series
     span = max(float(u[-1] - u[0]), 1.0)
-    for j in range(d):
-        # initial states scaled so that their effects (~ (t/span)^j) are all of order one
-        # and M stays well conditioned on long series
-        a0 = np.zeros(d)
-        a0[j] = span ** (-j)
-        _run_row(zeros, obs, fs, ks, gs, a0, states, innov)
-        z[:, :, j] = states
-        e[:, j] = innov
+    if smoother:
+        zeros = np.zeros(n)
+        z = np.empty((n, d, d))
+        states = np.empty((n, d))
+        innov = np.empty(n)
+        for j in range(d):
+            a0 = np.zeros(d)
+            a0[j] = span ** (-j)
+            _run_row(zeros, obs, fs, ks, gs, a0, states, innov)
+            z[:, :, j] = states
+            e[:, j] = innov
+    else:
+        z = np.empty((0, d, d))
+        _unit_innovations(obs, fs, ks, span, e)
     es = e * sinv[:, None]
     mat = e.T @ es
     _, logdet = np.linalg.slogdet(mat)
@@ -503,7 +566,7 @@ def ml_search(
     dof = float(obs.sum()) - d
 
     def loglik(v: float, sel: np.ndarray) -> tuple:
-        gn = gains(u, obs, d, rho_of(v))
+        gn = gains(u, obs, d, rho_of(v), smoother=False)
         rss = np.maximum(innovation_rss(gn, take_rows(ys, sel)), 1e-300)
         return -0.5 * (dof * np.log(rss / dof) + gn.log_det_innovations()), rss
 

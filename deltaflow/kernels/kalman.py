@@ -136,7 +136,7 @@ def _choose(y: Any, x: np.ndarray, order: int, params: KalmanParams, xp: Any) ->
         def loglik(lrho: float, sel: np.ndarray, obs=obs, ys=ys, dof=dof) -> tuple:
             # one noise given: the other follows from the ratio, nothing to profile
             rho = 10.0**lrho
-            gn = ss.gains(u, obs, d, rho)
+            gn = ss.gains(u, obs, d, rho, smoother=False)
             rss = np.maximum(ss.innovation_rss(gn, ss.take_rows(ys, sel)), 1e-300)
             r = r_given if r_given is not None else q_given * unit / rho
             return -0.5 * (dof * np.log(r) + rss / r + gn.log_det_innovations()), rss

@@ -166,7 +166,7 @@ def _choose(y: Any, x: np.ndarray, order: int, params: SplineParams, xp: Any) ->
 
         def gains(ls: float, obs=obs, n_eff=n_eff, cache=cache) -> tuple[ss.Gains, float]:
             if ls not in cache:  # rows reach a value in different rounds of the search
-                gn = ss.gains(u, obs, m, 10.0**-ls)
+                gn = ss.gains(u, obs, m, 10.0**-ls, variance=True)
                 cache[ls] = gn, max(n_eff - gn.hat_trace(), 1e-12)
             return cache[ls]
 
