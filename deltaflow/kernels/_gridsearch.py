@@ -21,6 +21,7 @@ def grid_search(
     fine: int = 4,
     climb: bool = False,
     bound: Callable[[int, np.ndarray], np.ndarray] | None = None,
+    evaluate_many: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the log10 value on grid ``lg`` that maximises a score, coarse to fine.
 
@@ -44,10 +45,16 @@ def grid_search(
     (from the largest ``aux`` it has below) is under its best score so far: that value
     cannot be its best, so the coarse best is the same; the best's neighbours are always
     scored (the fine stage uses them).
+
+    ``evaluate_many(values, rows_idx)``: (scores, aux), each (len(values), len(rows_idx)),
+    what ``evaluate`` gives for each value, in one call: the coarse grid (without
+    ``bound``) is scored by it, so that a caller can read its batch once for all values.
     """
     g = lg.shape[0]
     every = np.arange(rows)
-    if bound is None:
+    if bound is None and evaluate_many is not None:
+        coarse, coarse_aux = evaluate_many(lg, every)
+    elif bound is None:
         coarse = np.empty((g, rows))
         coarse_aux = np.empty((g, rows))
         for i, v in enumerate(lg):

@@ -565,21 +565,61 @@ def ml_search(
     The criterion of ``kalman`` (its noise ratio) and of ``spline`` (its smoothing)."""
     dof = float(obs.sum()) - d
 
+    def many(values: np.ndarray, sel: np.ndarray) -> tuple:
+        gl = [gains(u, obs, d, rho_of(float(v)), smoother=False) for v in values]
+        rss = np.maximum(innovation_rss_many(gl, ys, sel), 1e-300).T  # (values, rows)
+        const = np.array([gn.log_det_innovations() for gn in gl])[:, None]
+        return -0.5 * (dof * np.log(rss / dof) + const), rss
+
     def loglik(v: float, sel: np.ndarray) -> tuple:
-        gn = gains(u, obs, d, rho_of(v), smoother=False)
-        rss = np.maximum(innovation_rss(gn, take_rows(ys, sel)), 1e-300)
-        return -0.5 * (dof * np.log(rss / dof) + gn.log_det_innovations()), rss
+        score, rss = many(np.array([v]), sel)
+        return score[0], rss[0]
 
-    return grid_search(grid, ys.shape[0], loglik, resolution)
+    return grid_search(grid, ys.shape[0], loglik, resolution, evaluate_many=many)
 
 
-def innovation_rss(g: Gains, y: np.ndarray) -> np.ndarray:
-    """Per row of y: the GLS residual sum of squares of the standardised innovations
-    (LANES rows at a time, ``_statespace_lanes.innovation_rss_lanes``)."""
-    out = np.empty((y.shape[0], 1))
-    kernel = innovation_rss_lanes if _lanes_for(g, y.shape[0]) else _innovation_rss_rows
-    run_rows(kernel, y, out, g.obs, g.fs, g.ks, g.sinv, g.es, g.minv)
-    return out[:, 0]
+def innovation_rss(g: Gains, y: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Per row of y (or of ``y[rows]``, read in place): the GLS residual sum of squares of
+    the standardised innovations (:func:`innovation_rss_many` for one set of gains)."""
+    return innovation_rss_many([g], y, rows)[:, 0]
+
+
+def innovation_rss_many(
+    gl: list[Gains], y: np.ndarray, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """(len(rows), len(gl)): :func:`innovation_rss` for every set of gains in ``gl`` (one
+    NaN pattern), each block of rows read once for all of them (LANES rows at a time,
+    ``_statespace_lanes.innovation_rss_lanes``)."""
+    g = gl[0]
+    pick = np.arange(y.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+    out = np.empty((pick.shape[0], len(gl)))
+    if not _lanes_for(g, pick.shape[0]):
+        ys = take_rows(y, pick)
+        for i, gi in enumerate(gl):
+            col = np.empty((pick.shape[0], 1))
+            _innovation_rss_rows(ys, g.obs, gi.fs, gi.ks, gi.sinv, gi.es, gi.minv, col)
+            out[:, i] = col[:, 0]
+        return out
+    stack = [np.stack([getattr(gi, k) for gi in gl]) for k in ("fs", "ks", "sinv", "es", "minv")]
+    _run_picked(innovation_rss_lanes, y, out, pick, g.obs, *stack)
+    return out
+
+
+def _run_picked(kernel: Any, y: np.ndarray, out: np.ndarray, pick: np.ndarray, *args) -> None:
+    """``kernel(y, *args, out, pick)`` over the rows ``pick`` of y (read in place), split
+    over threads as :func:`run_rows` splits a batch."""
+    nt = min(_threads_for(pick.shape[0] * y.shape[1]), pick.shape[0])
+    if nt <= 1:
+        kernel(y, *args, out, pick)
+        return
+    cut = np.linspace(0, pick.shape[0], nt + 1).astype(int)
+    futs = [
+        _pool().submit(kernel, y, *args, out[a:b], pick[a:b])
+        for a, b in zip(cut[:-1], cut[1:], strict=True)
+        if b > a
+    ]
+    for f in futs:
+        f.result()
 
 
 @numba.njit(nogil=True, cache=True)
@@ -622,20 +662,8 @@ def fit_rss(g: Gains, y: np.ndarray, rows: np.ndarray | None = None) -> np.ndarr
     args = (g.obs, g.fs, g.ks, g.gs, g.es, g.minv, z0)
     if not _lanes_for(g, pick.shape[0]):
         _fit_rss_rows(take_rows(y, pick), *args, out)
-        return out[:, 0]
-    # split over threads as run_rows would for pick's rows
-    nt = min(_threads_for(pick.shape[0] * y.shape[1]), pick.shape[0])
-    if nt <= 1:
-        fit_rss_lanes(y, *args, out, pick)
-        return out[:, 0]
-    cut = np.linspace(0, pick.shape[0], nt + 1).astype(int)
-    futs = [
-        _pool().submit(fit_rss_lanes, y, *args, out[a:b], pick[a:b])
-        for a, b in zip(cut[:-1], cut[1:], strict=True)
-        if b > a
-    ]
-    for f in futs:
-        f.result()
+    else:
+        _run_picked(fit_rss_lanes, y, out, pick, *args)
     return out[:, 0]
 
 

@@ -719,29 +719,33 @@ def smooth_lanes(y, obs, fs, ks, gs, es, minv, z, order, scale, out, fitted):  #
 
 
 @numba.njit(nogil=True, cache=True)
-def innovation_rss_lanes(y, obs, fs, ks, sinv, es, minv, out):  # pragma: no cover - compiled
-    """``_statespace._innovation_rss_rows`` (2 <= d <= 4) LANES rows at a time: out (rows, 1)
-    <- the GLS residual sum of squares of the standardised innovations. Identical sums."""
-    rows, n = y.shape
-    d = minv.shape[0]
+def innovation_rss_lanes(y, obs, fs, ks, sinv, es, minv, out, pick):  # pragma: no cover
+    """``_statespace._innovation_rss_rows`` (2 <= d <= 4) on the rows ``pick`` of y, LANES at
+    a time, for G sets of gains at once (fs (G, n-1, d, d), ks (G, n, d), sinv (G, n), es
+    (G, n, d), minv (G, d, d)): out (len(pick), G) <- the GLS residual sums of squares of
+    the standardised innovations. Each block of rows is loaded once for all G (the
+    likelihood's coarse grid reads the batch once, not once per value). Identical sums."""
+    rows = pick.shape[0]
+    n = y.shape[1]
+    ng, d = minv.shape[0], minv.shape[1]
     yt = np.empty(n * LANES)
     s = np.empty((2 * d + 1) * LANES)
-    pick = np.arange(rows)
     for r0 in range(0, rows, LANES):
         m = min(LANES, rows - r0)
         _load(y, pick, r0, m, yt)
-        if d == 2:
-            _innovations2(yt, obs, fs, ks, sinv, es, s)
-        elif d == 3:
-            _innovations3(yt, obs, fs, ks, sinv, es, s)
-        else:
-            _innovations4(yt, obs, fs, ks, sinv, es, s)
-        for l in range(m):
-            quad = 0.0
-            for i in range(d):
-                for j in range(d):
-                    quad += s[(d + i) * LANES + l] * minv[i, j] * s[(d + j) * LANES + l]
-            out[r0 + l, 0] = s[2 * d * LANES + l] - quad
+        for gi in range(ng):
+            if d == 2:
+                _innovations2(yt, obs, fs[gi], ks[gi], sinv[gi], es[gi], s)
+            elif d == 3:
+                _innovations3(yt, obs, fs[gi], ks[gi], sinv[gi], es[gi], s)
+            else:
+                _innovations4(yt, obs, fs[gi], ks[gi], sinv[gi], es[gi], s)
+            for l in range(m):
+                quad = 0.0
+                for i in range(d):
+                    for j in range(d):
+                        quad += s[(d + i) * LANES + l] * minv[gi, i, j] * s[(d + j) * LANES + l]
+                out[r0 + l, gi] = s[2 * d * LANES + l] - quad
 
 
 @numba.njit(nogil=True, cache=True)

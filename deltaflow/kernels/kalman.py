@@ -137,7 +137,7 @@ def _choose(y: Any, x: np.ndarray, order: int, params: KalmanParams, xp: Any) ->
             # one noise given: the other follows from the ratio, nothing to profile
             rho = 10.0**lrho
             gn = ss.gains(u, obs, d, rho, smoother=False)
-            rss = np.maximum(ss.innovation_rss(gn, ss.take_rows(ys, sel)), 1e-300)
+            rss = np.maximum(ss.innovation_rss(gn, ys, sel), 1e-300)
             r = r_given if r_given is not None else q_given * unit / rho
             return -0.5 * (dof * np.log(r) + rss / r + gn.log_det_innovations()), rss
 
