@@ -529,25 +529,58 @@ def smooth(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Derivative of ``order`` times ``scale`` (rows, n) and optionally the fit, for rows y.
 
-    y must hold finite values where ``g.obs`` (others are ignored). Orders below d (state
-    components) run LANES rows at a time (``_statespace_lanes.smooth_lanes``), higher
-    ones row by row.
+    y must hold finite values where ``g.obs`` (others are never read). Orders below d
+    (state components) run LANES rows at a time (``_statespace_lanes.smooth_lanes``),
+    higher ones row by row (:func:`smooth_into`).
     """
     rows, n = y.shape
-    width = 2 * n if fitted else n
-    both = np.empty((rows, width))
-    lanes = order < g.d and _lanes_for(g, rows)
+    deriv = np.empty((rows, n))
+    fit = np.empty((rows, n)) if fitted else None
+    smooth_into(g, y, np.arange(rows), order, scale, deriv, fit)
+    return deriv, fit
+
+
+def smooth_into(
+    g: Gains,
+    y: np.ndarray,
+    pick: np.ndarray,
+    order: int,
+    scale: float,
+    deriv: np.ndarray,
+    fit: np.ndarray | None,
+) -> None:
+    """:func:`smooth` of the rows ``pick`` of y (read in place) into the same rows of
+    deriv and fit (arrays shaped like y), split over threads by rows."""
+    n = y.shape[1]
+    if order < g.d and _lanes_for(g, pick.shape[0]):
+        fitarr = fit if fit is not None else np.empty((0, n))
+        args = (g.obs, g.fs, g.ks, g.gs, g.es, g.minv, g.z, order, scale, deriv, fitarr)
+        nt = min(_threads_for(pick.shape[0] * n), pick.shape[0])
+        if nt <= 1:
+            smooth_lanes(y, *args, pick)
+            return
+        cut = np.linspace(0, pick.shape[0], nt + 1).astype(int)
+        futs = [
+            _pool().submit(smooth_lanes, y, *args, pick[a:b])
+            for a, b in zip(cut[:-1], cut[1:], strict=True)
+            if b > a
+        ]
+        for f in futs:
+            f.result()
+        return
+    ys = take_rows(y, pick)
+    width = 2 * n if fit is not None else n
+    both = np.empty((ys.shape[0], width))
 
     def kernel(y_, u_, fs_, ks_, gs_, es_, minv_, z_, out_):
-        fit = out_[:, n:] if fitted else np.empty((0, n))
+        fit_ = out_[:, n:] if fit is not None else np.empty((0, n))
         der = out_[:, :n]
-        if lanes:
-            smooth_lanes(y_, g.obs, fs_, ks_, gs_, es_, minv_, z_, order, scale, der, fit)
-        else:
-            _smooth_rows(y_, g.obs, u_, fs_, ks_, gs_, es_, minv_, z_, order, scale, der, fit)
+        _smooth_rows(y_, g.obs, u_, fs_, ks_, gs_, es_, minv_, z_, order, scale, der, fit_)
 
-    run_rows(kernel, y, both, g.u, g.fs, g.ks, g.gs, g.es, g.minv, g.z)
-    return both[:, :n], (both[:, n:] if fitted else None)
+    run_rows(kernel, ys, both, g.u, g.fs, g.ks, g.gs, g.es, g.minv, g.z)
+    deriv[pick] = both[:, :n]
+    if fit is not None:
+        fit[pick] = both[:, n:]
 
 
 def ml_search(
@@ -753,32 +786,39 @@ def smooth_by_ratio(
     ``correct_ends`` adds :func:`end_correction`. The result has the shape and dtype of
     ``like`` (the kernel's input y)."""
     rows, n = y2.shape
-    deriv = fitted = None  # allocated (NaN) only where some rows are not in one whole group
+    deriv = np.empty((rows, n))
+    fitted = np.empty((rows, n)) if smoothed else None
     idx = np.flatnonzero(usable & np.isfinite(ratio) & (ratio > 0))
-    for group in group_rows(ratio[idx], nan[idx]):
+    if idx.size < rows:  # rows without an estimate
+        missing = np.ones(rows, dtype=bool)
+        missing[idx] = False
+        deriv[missing] = np.nan
+        if fitted is not None:
+            fitted[missing] = np.nan
+    groups = group_rows(ratio[idx], nan[idx])
+
+    def run(group: np.ndarray) -> None:
         r_idx = idx[group]
         obs = ~nan[r_idx[0]]
         gn = gains(u, obs, d, float(ratio[r_idx[0]]))
-        whole = r_idx.size == rows  # one group of every row, in order: no gather/scatter
-        ys = y2 if whole else y2[r_idx]
+        if not correct_ends:  # unobserved samples are never read: no copy of the rows
+            smooth_into(gn, y2, r_idx, order, scale, deriv, fitted)
+            return
+        ys = take_rows(y2, r_idx)
         if not obs.all():
             ys = np.where(obs, ys, 0.0)
-        if correct_ends:
-            out, fit = end_correction(gn, ys, order, scale, smoothed)
-        else:
-            out, fit = smooth(gn, ys, order, scale, smoothed)
-        if whole:
-            deriv, fitted = out, fit
-            break
-        if deriv is None:
-            deriv = np.full((rows, n), np.nan)
-            fitted = np.full((rows, n), np.nan) if smoothed else None
+        out, fit = end_correction(gn, ys, order, scale, smoothed)
         deriv[r_idx] = out
         if fitted is not None:
             fitted[r_idx] = fit
-    if deriv is None:  # no usable rows
-        deriv = np.full((rows, n), np.nan)
-        fitted = np.full((rows, n), np.nan) if smoothed else None
+
+    # many groups (a smoothing chosen per series): groups run side by side, one thread each
+    if len(groups) > 1 and _threads_for(rows * n) > 1:
+        for f in [_pool().submit(run, group) for group in groups]:
+            f.result()
+    else:
+        for group in groups:
+            run(group)
     dt = like.dtype
     res = deriv.reshape(like.shape).astype(dt, copy=False)
     sm = fitted.reshape(like.shape).astype(dt, copy=False) if smoothed else None

@@ -229,14 +229,14 @@ def _innovations2(yt, obs, fs, ks, sinv, es, s):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _store2(res, zc, c, scale, r0, m, out):  # pragma: no cover - compiled
+def _store2(res, zc, c, scale, pick, r0, m, out):  # pragma: no cover - compiled
     """:func:`_store` for d = 2."""
     n = out.shape[1]
     for t in range(n):
         z0, z1 = zc[0, t], zc[1, t]
         yo = U(t) * _L1
         for l in range(U(m)):
-            out[U(r0) + l, t] = ((res[yo + l] + z0 * c[l]) + z1 * c[_L1 + l]) * scale
+            out[pick[U(r0) + l], t] = ((res[yo + l] + z0 * c[l]) + z1 * c[_L1 + l]) * scale
 
 
 @numba.njit(nogil=True, cache=True)
@@ -410,14 +410,14 @@ def _innovations3(yt, obs, fs, ks, sinv, es, s):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _store3(res, zc, c, scale, r0, m, out):  # pragma: no cover - compiled
+def _store3(res, zc, c, scale, pick, r0, m, out):  # pragma: no cover - compiled
     """:func:`_store` for d = 3."""
     n = out.shape[1]
     for t in range(n):
         z0, z1, z2 = zc[0, t], zc[1, t], zc[2, t]
         yo = U(t) * _L1
         for l in range(U(m)):
-            out[U(r0) + l, t] = (
+            out[pick[U(r0) + l], t] = (
                 ((res[yo + l] + z0 * c[l]) + z1 * c[_L1 + l]) + z2 * c[_L2 + l]
             ) * scale
 
@@ -638,14 +638,14 @@ def _innovations4(yt, obs, fs, ks, sinv, es, s):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _store4(res, zc, c, scale, r0, m, out):  # pragma: no cover - compiled
+def _store4(res, zc, c, scale, pick, r0, m, out):  # pragma: no cover - compiled
     """:func:`_store` for d = 4."""
     n = out.shape[1]
     for t in range(n):
         z0, z1, z2, z3 = zc[0, t], zc[1, t], zc[2, t], zc[3, t]
         yo = U(t) * _L1
         for l in range(U(m)):
-            out[U(r0) + l, t] = (
+            out[pick[U(r0) + l], t] = (
                 (((res[yo + l] + z0 * c[l]) + z1 * c[_L1 + l]) + z2 * c[_L2 + l]) + z3 * c[_L3 + l]
             ) * scale
 
@@ -678,24 +678,29 @@ def _backward(d, yt, obs, ks, gs, pa, tix, order, s, res, fit):  # pragma: no co
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _store(d, res, zc, c, scale, r0, m, out):  # pragma: no cover - compiled
-    """out[r0 + l, t] <- (res[t, l] + zc[:, t] . c[:, l]) * scale for the block's m rows."""
+def _store(d, res, zc, c, scale, pick, r0, m, out):  # pragma: no cover - compiled
+    """out[pick[r0 + l], t] <- (res[t, l] + zc[:, t] . c[:, l]) * scale for the block's m
+    rows."""
     if d == 2:
-        _store2(res, zc, c, scale, r0, m, out)
+        _store2(res, zc, c, scale, pick, r0, m, out)
     elif d == 3:
-        _store3(res, zc, c, scale, r0, m, out)
+        _store3(res, zc, c, scale, pick, r0, m, out)
     else:
-        _store4(res, zc, c, scale, r0, m, out)
+        _store4(res, zc, c, scale, pick, r0, m, out)
 
 
 @numba.njit(nogil=True, cache=True)
-def smooth_lanes(y, obs, fs, ks, gs, es, minv, z, order, scale, out, fitted):  # pragma: no cover
-    """``_statespace._smooth_rows`` for orders below d (2 <= d <= 4), LANES rows at a time:
-    out (rows, n) <- the smoothed component ``order`` times scale, fitted (rows, n; or
-    (0, n)) <- the smoothed f. Identical results."""
-    rows, n = y.shape
+def smooth_lanes(  # pragma: no cover - compiled
+    y, obs, fs, ks, gs, es, minv, z, order, scale, out, fitted, pick
+):
+    """``_statespace._smooth_rows`` for orders below d (2 <= d <= 4) on the rows ``pick`` of
+    y, LANES at a time, results into the same rows of out (the smoothed component
+    ``order`` times scale) and of fitted (the smoothed f; or an empty (0, n) array).
+    Unobserved samples of y are never read. Identical results."""
+    rows = pick.shape[0]
+    n = y.shape[1]
     d = minv.shape[0]
-    want_fit = fitted.shape[0] == rows
+    want_fit = fitted.shape[0] > 0
     yt = np.empty(n * LANES)
     pa = np.empty(n * d * LANES)
     res = np.empty(n * LANES)
@@ -708,7 +713,6 @@ def smooth_lanes(y, obs, fs, ks, gs, es, minv, z, order, scale, out, fitted):  #
         for t in range(n):
             zo[j, t] = z[t, order, j]
             z0[j, t] = z[t, 0, j]
-    pick = np.arange(rows)
     tix = np.arange(n - 2, -1, -1)
     for r0 in range(0, rows, LANES):
         m = min(LANES, rows - r0)
@@ -716,9 +720,9 @@ def smooth_lanes(y, obs, fs, ks, gs, es, minv, z, order, scale, out, fitted):  #
         _forward(d, yt, obs, fs, ks, es, pa, s)
         _correction(minv, s, c)
         _backward(d, yt, obs, ks, gs, pa, tix, order, s, res, fit)
-        _store(d, res, zo, c, scale, r0, m, out)
+        _store(d, res, zo, c, scale, pick, r0, m, out)
         if want_fit:
-            _store(d, fit, z0, c, 1.0, r0, m, fitted)
+            _store(d, fit, z0, c, 1.0, pick, r0, m, fitted)
 
 
 @numba.njit(nogil=True, cache=True)
