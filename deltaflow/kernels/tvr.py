@@ -22,17 +22,24 @@ alpha's fit (2 steps per alpha instead of 8 from the data), the solves are one f
 pass (written out for tv_order 2, order 1's default), and a series stops 3 alphas past its
 best.
 
-Measured (2-core shared machine, 1,000-2,000 series of length 1,000, sin + 1 % noise,
-order 1, best of 7 alternating runs): the choice 1.9 -> 0.18-0.30 ms/series (7.6-10x; the
-general LDL^T kernel alone 0.40-0.47); end to end with alpha=None 2.5 -> 0.73 ms/series,
-of which the fit at the chosen alpha is ~0.3-0.45 ms. Accuracy of the derivative, RMSE against the
-truth over sin, exp, a Black-Scholes call and a damped oscillator, 201 and 1,000 samples,
-noise 0 / 0.1 / 1 / 5 / 10 %, orders 1 and 2, 12 draws each (new / old, geometric mean over
-the 80 cases): uniform x 0.90 interior, 0.89 whole range (worst case 1.05, the damped
-oscillator's whole range at order 2, 5 %); jittered x 0.92 / 0.88, with noise >= 0.1 % worst
-1.04; noise-free order 2 on jittered x moves both ways (0.08-7x, at 1e-6-1e-2 of the
-derivative's RMS). Continuation picks somewhat larger alphas (median +0.1-0.8 decades where
-the old 8-step fits from the data had not converged), which helps most signals.
+The fit itself (alpha given) with tv_order 2 runs on the same written-out kernel,
+:func:`_fit_rows4`: _solve's fits up to rounding (~3e-5 of the range at worst, where the
+reweighting's weights span 1e6), a series' fit independent of its batch.
+
+Measured (2-core machine shared with other jobs, 1,000-2,000 series of length 1,000,
+sin + 1 % noise, order 1, best of 3-7 alternating runs): the choice 1.9-2.6 -> 0.18-0.30
+ms/series (7.6-10x; the general LDL^T kernel alone 0.40-0.47); the fit at a given alpha
+0.40-0.43 -> 0.30-0.32; end to end with alpha=None 2.5 -> 0.61-0.79 ms/series, against
+PyNumDiff's tvrdiff at 63 ms/series in the same run 26x -> 80-104x.
+
+Accuracy of the derivative, RMSE against the truth over sin, exp, a Black-Scholes call and
+a damped oscillator, 201 and 1,000 samples, noise 0 / 0.1 / 1 / 5 / 10 %, orders 1 and 2,
+12 draws each (new / old, geometric mean over the 80 cases): uniform x 0.90 interior, 0.89
+whole range (worst case 1.05, the damped oscillator's whole range at order 2, 5 %);
+jittered x 0.92 / 0.88, with noise >= 0.1 % worst 1.04; noise-free order 2 on jittered x
+moves both ways (0.08-7x, at 1e-6-1e-2 of the derivative's RMS). Continuation picks
+somewhat larger alphas (median +0.1-0.8 decades where the old 8-step fits from the data
+had not converged), which helps most signals.
 """
 
 from __future__ import annotations
@@ -300,10 +307,14 @@ def _solve_lanes(y, s, rows, alpha, iters, tol, band, chol, g, z, acc):  # pragm
 
 @numba.njit(nogil=True, cache=True)
 def _fit_rows(y, rows, alpha, iters, tol, out):  # pragma: no cover - compiled
-    """Fit every series of y (r, n) with its own alpha (r,); out (r, n). Groups of up to
-    _LANES series go through :func:`_solve_lanes`, a lone series through :func:`_solve`."""
+    """Fit every series of y (r, n) with its own alpha (r,); out (r, n). Four-point rows
+    (tv_order 2) go through :func:`_fit_rows4`; otherwise groups of up to _LANES series
+    through :func:`_solve_lanes`, a lone series through :func:`_solve`."""
     r, n = y.shape
     m, w = rows.shape
+    if w == 4:
+        _fit_rows4(y, rows, alpha, iters, tol, out)
+        return
     per = max(1, min(_LANES, _LANE_BYTES // (16 * n * w)))
     for k0 in range(0, r, per):
         lanes = min(per, r - k0)
@@ -339,6 +350,44 @@ def _fit_rows(y, rows, alpha, iters, tol, out):  # pragma: no cover - compiled
             np.empty(lanes),
         )
         for k in range(lanes):
+            for i in range(n):
+                out[k0 + k, i] = sl[i, k]
+
+
+@numba.njit(nogil=True, cache=True)
+def _fit_rows4(y, rows, alpha, iters, tol, out):  # pragma: no cover - compiled
+    """:func:`_fit_rows` for four-point rows: groups of _CV_V series (the last padded with
+    copies of its last series) through the written-out :func:`_irls_ldl3`, each stopping
+    once a step changes its fit by at most tol times its range. A series' fit depends on
+    that series alone; it is :func:`_solve`'s up to rounding (differently ordered sums)."""
+    r, n = y.shape
+    m = rows.shape[0]
+    lanes = _CV_V
+    rrp = _padded(_pair_products(rows))
+    yl = np.empty((n, lanes))
+    sl = np.empty((n, lanes))
+    al = np.empty(lanes)
+    stop = np.empty(lanes)
+    gp = np.zeros((m + 6, lanes))
+    ldp = np.empty((n + 6) * 4 * lanes)
+    zp = np.empty((n + 6) * lanes)
+    buf = np.empty((3, lanes))
+    for k0 in range(0, r, lanes):
+        used = min(lanes, r - k0)
+        for k in range(lanes):
+            src = k0 + min(k, used - 1)
+            lo = y[src, 0]
+            hi = lo
+            for i in range(n):
+                v = y[src, i]
+                yl[i, k] = v
+                sl[i, k] = v
+                lo = min(lo, v)
+                hi = max(hi, v)
+            stop[k] = tol * (hi - lo if hi > lo else 1.0)
+            al[k] = alpha[src]
+        _irls_ldl3(yl, sl, rows, rrp, al, iters, stop, gp, ldp, zp, buf)
+        for k in range(used):
             for i in range(n):
                 out[k0 + k, i] = sl[i, k]
 
