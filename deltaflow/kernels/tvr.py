@@ -49,6 +49,7 @@ from typing import Any, Literal
 
 import numba
 import numpy as np
+from numba import uint64 as _u
 from pydantic import Field
 
 from ._noise import noise_sigma
@@ -527,21 +528,23 @@ def _irls_ldl3(y, s, rows, rrp, alpha, iters, stop, gp, ld, z, buf):  # pragma: 
     n = y.shape[0]
     m = rows.shape[0]
     V = _CV_V
+    # flat indices go in as unsigned: no negative-index wraparound per access (~15-20 %
+    # faster, the same arithmetic)
     big = buf[0]
     eps = buf[1]
     act = buf[2]
     for i in range(3):
         top = n + 3 + i
         for k in range(V):
-            gp[i, k] = 0.0
-            gp[m + 3 + i, k] = 0.0
-            z[i * V + k] = 0.0
-            z[top * V + k] = 0.0
-            ld[4 * i * V + k] = 1.0
-            ld[4 * top * V + k] = 1.0
+            gp[_u(i), k] = 0.0
+            gp[_u(m + 3 + i), k] = 0.0
+            z[_u(i * V + k)] = 0.0
+            z[_u(top * V + k)] = 0.0
+            ld[_u(4 * i * V + k)] = 1.0
+            ld[_u(4 * top * V + k)] = 1.0
             for d in range(1, 4):
-                ld[(4 * i + d) * V + k] = 0.0
-                ld[(4 * top + d) * V + k] = 0.0
+                ld[_u((4 * i + d) * V + k)] = 0.0
+                ld[_u((4 * top + d) * V + k)] = 0.0
         # (z and ld at the padded rows stay as set: the passes write rows 3 .. n + 2 only)
     for k in range(V):
         act[k] = 1.0
@@ -554,14 +557,19 @@ def _irls_ldl3(y, s, rows, rrp, alpha, iters, stop, gp, ld, z, buf):  # pragma: 
             r2 = rows[j, 2]
             r3 = rows[j, 3]
             for k in range(V):
-                v = abs(r0 * s[j, k] + r1 * s[j + 1, k] + r2 * s[j + 2, k] + r3 * s[j + 3, k])
-                gp[j + 3, k] = v
+                v = abs(
+                    r0 * s[_u(j), k]
+                    + r1 * s[_u(j + 1), k]
+                    + r2 * s[_u(j + 2), k]
+                    + r3 * s[_u(j + 3), k]
+                )
+                gp[_u(j + 3), k] = v
                 big[k] = max(big[k], v)
         for k in range(V):
             eps[k] = max(1e-6 * big[k], 1e-10 * alpha[k], 1e-300)
         for j in range(3, m + 3):
             for k in range(V):
-                gp[j, k] = alpha[k] / max(gp[j, k], eps[k])
+                gp[_u(j), k] = alpha[k] / max(gp[_u(j), k], eps[k])
         for i in range(n):
             p = i + 3
             c00 = rrp[p, 0, 0]
@@ -579,28 +587,28 @@ def _irls_ldl3(y, s, rows, rrp, alpha, iters, stop, gp, ld, z, buf):  # pragma: 
             b2 = b1 - 4 * V
             b3 = b2 - 4 * V
             for k in range(V):
-                g0 = gp[p, k]
-                g1 = gp[p - 1, k]
-                g2 = gp[p - 2, k]
-                g3 = gp[p - 3, k]
+                g0 = gp[_u(p), k]
+                g1 = gp[_u(p - 1), k]
+                g2 = gp[_u(p - 2), k]
+                g3 = gp[_u(p - 3), k]
                 a0 = 1.0 + g0 * c00 + g1 * c01 + g2 * c02 + g3 * c03
                 a1 = g1 * c10 + g2 * c11 + g3 * c12
                 a2 = g2 * c20 + g3 * c21
                 u3 = g3 * c30
-                u2 = a2 - u3 * ld[b2 + V + k]
-                u1 = a1 - u3 * ld[b1 + 2 * V + k] - u2 * ld[b1 + V + k]
-                l3 = u3 * ld[b3 + k]
-                l2 = u2 * ld[b2 + k]
-                l1 = u1 * ld[b1 + k]
-                ld[b0 + V + k] = l1
-                ld[b0 + 2 * V + k] = l2
-                ld[b0 + 3 * V + k] = l3
-                ld[b0 + k] = 1.0 / (a0 - u3 * l3 - u2 * l2 - u1 * l1)
-                z[p * V + k] = (
+                u2 = a2 - u3 * ld[_u(b2 + V + k)]
+                u1 = a1 - u3 * ld[_u(b1 + 2 * V + k)] - u2 * ld[_u(b1 + V + k)]
+                l3 = u3 * ld[_u(b3 + k)]
+                l2 = u2 * ld[_u(b2 + k)]
+                l1 = u1 * ld[_u(b1 + k)]
+                ld[_u(b0 + V + k)] = l1
+                ld[_u(b0 + 2 * V + k)] = l2
+                ld[_u(b0 + 3 * V + k)] = l3
+                ld[_u(b0 + k)] = 1.0 / (a0 - u3 * l3 - u2 * l2 - u1 * l1)
+                z[_u(p * V + k)] = (
                     y[i, k]
-                    - l1 * z[(p - 1) * V + k]
-                    - l2 * z[(p - 2) * V + k]
-                    - l3 * z[(p - 3) * V + k]
+                    - l1 * z[_u((p - 1) * V + k)]
+                    - l2 * z[_u((p - 2) * V + k)]
+                    - l3 * z[_u((p - 3) * V + k)]
                 )
         for k in range(V):
             big[k] = 0.0
@@ -612,12 +620,12 @@ def _irls_ldl3(y, s, rows, rrp, alpha, iters, stop, gp, ld, z, buf):  # pragma: 
             e3 = b0 + 15 * V
             for k in range(V):
                 v = (
-                    z[p * V + k] * ld[b0 + k]
-                    - ld[e1 + k] * z[(p + 1) * V + k]
-                    - ld[e2 + k] * z[(p + 2) * V + k]
-                    - ld[e3 + k] * z[(p + 3) * V + k]
+                    z[_u(p * V + k)] * ld[_u(b0 + k)]
+                    - ld[_u(e1 + k)] * z[_u((p + 1) * V + k)]
+                    - ld[_u(e2 + k)] * z[_u((p + 2) * V + k)]
+                    - ld[_u(e3 + k)] * z[_u((p + 3) * V + k)]
                 )
-                z[p * V + k] = v
+                z[_u(p * V + k)] = v
                 big[k] = max(big[k], abs(v - s[i, k]))
                 s[i, k] = v if act[k] > 0.0 else s[i, k]
         running = False
