@@ -251,6 +251,53 @@ def _median_rows(a, out):  # pragma: no cover - compiled
         out[r, 0] = np.nanmedian(buf) if nan else _median_buf(buf, scratch)
 
 
+@numba.njit(nogil=True, cache=True)
+def _abs_diff_median_rows(y2, k, norm, out):  # pragma: no cover - compiled
+    """Per row of y2 (rows, n): np.median(np.abs(np.diff(row, k) / norm)) into out (rows,
+    1), NaN where the row has a NaN: the same numbers as that NumPy expression (the
+    differences taken level by level, the exact median), for :func:`_noise.noise_sigma`."""
+    rows, n = y2.shape
+    m = n - k
+    d = np.empty(n)
+    buf = np.empty(m + 1 + _SAMPLE)
+    for r in range(rows):
+        for i in range(n):
+            d[i] = y2[r, i]
+        for level in range(k):
+            for i in range(n - level - 1):
+                d[i] = d[i + 1] - d[i]
+        e = d[:m]
+        nan = False
+        for i in range(m):
+            v = abs(e[i] / norm)
+            nan = nan or v != v
+            e[i] = v
+        out[r, 0] = np.nan if nan else _median_buf(e, buf)
+
+
+@numba.njit(nogil=True, cache=True)
+def _abs_weighted_median_rows(y2, w, out):  # pragma: no cover - compiled
+    """Per row of y2 (rows, n): the median of |sum_j w[:, j] y[j : n - k + j]| (w (n - k,
+    k + 1), the terms added in order j = 0..k) into out (rows, 1), NaN where the row has a
+    NaN: the same numbers as the NumPy expression in :func:`_noise.noise_sigma`."""
+    rows, n = y2.shape
+    m, kk = w.shape
+    e = np.empty(m)
+    buf = np.empty(m + 1 + _SAMPLE)
+    for r in range(rows):
+        for t in range(m):
+            e[t] = w[t, 0] * y2[r, t]
+        for j in range(1, kk):
+            for t in range(m):
+                e[t] = e[t] + w[t, j] * y2[r, t + j]
+        nan = False
+        for t in range(m):
+            v = abs(e[t])
+            nan = nan or v != v
+            e[t] = v
+        out[r, 0] = np.nan if nan else _median_buf(e, buf)
+
+
 def _split_bounds(n: int, k: int) -> list[tuple[int, int]]:
     """k contiguous, nearly equal blocks of range(n) as (start, stop) pairs."""
     size, extra = divmod(n, k)

