@@ -436,3 +436,26 @@ def test_groups_on_threads_give_what_one_thread_gives(monkeypatch):
         np.testing.assert_array_equal(got, ref)
     for ref, got in zip(auto, dfl.differentiate_array(y, x, **kw, ends="corrected"), strict=True):
         np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("d", [2, 3, 4])
+def test_end_correction_in_lanes_equals_row_by_row(d):
+    """The boundary correction computed in the lanes' blocks (many rows) gives exactly what
+    the row kernels and the per-row correction give (one row at a time)."""
+    from deltaflow.kernels import _statespace as ss
+
+    x = _irregular(n=90, seed=61)
+    u, _ = ss.scaled(x)
+    rng = np.random.default_rng(62)
+    y = x**d + np.sin(3 * x) + 0.05 * rng.standard_normal((19, x.size))
+    obs = rng.random(x.size) > 0.15
+    ys = np.where(obs, y, 0.0)
+    g = ss.gains(u, obs, d, 1e-3)
+    for order in range(1, d):
+        deriv, fit = ss.end_correction(g, ys, order, 2.0, True)
+        assert np.isfinite(deriv).all()
+        for r in (0, 7, 18):
+            one_d, one_f = ss.end_correction(g, ys[r : r + 1], order, 2.0, True)
+            np.testing.assert_array_equal(deriv[r], one_d[0])
+            np.testing.assert_array_equal(fit[r], one_f[0])
+        np.testing.assert_array_equal(ss.end_correction(g, ys, order, 2.0, False)[0], deriv)
