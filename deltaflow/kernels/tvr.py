@@ -27,10 +27,11 @@ The fit itself (alpha given) with tv_order 2 runs on the same written-out kernel
 reweighting's weights span 1e6), a series' fit independent of its batch.
 
 Measured (2-core machine shared with other jobs, 1,000-2,000 series of length 1,000,
-sin + 1 % noise, order 1, best of 3-7 alternating runs): the choice 1.9-2.6 -> 0.18-0.30
-ms/series (7.6-10x; the general LDL^T kernel alone 0.40-0.47); the fit at a given alpha
-0.40-0.43 -> 0.30-0.32; end to end with alpha=None 2.5 -> 0.61-0.79 ms/series, against
-PyNumDiff's tvrdiff at 63 ms/series in the same run 26x -> 80-104x.
+sin + 1 % noise, order 1, best of 3-7 runs, before and after in the same session): the
+choice 1.9-2.6 -> 0.18-0.28 ms/series (the general LDL^T kernel alone 0.40-0.47; the
+noise level, :func:`_noise.noise_sigma`, 0.028 -> 0.007 of it); the fit at a given alpha
+0.42-0.43 -> 0.23-0.24; end to end with alpha=None 2.2-2.4 -> 0.47 ms/series, against
+PyNumDiff's tvrdiff in the same runs (62-74 ms/series) 28-30x -> 133-159x.
 
 Accuracy of the derivative, RMSE against the truth over sin, exp, a Black-Scholes call and
 a damped oscillator, 201 and 1,000 samples, noise 0 / 0.1 / 1 / 5 / 10 %, orders 1 and 2,
