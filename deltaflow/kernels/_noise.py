@@ -38,7 +38,7 @@ def noise_sigma(y: Any, xp: ModuleType = np, k: int = 4, x: np.ndarray | None = 
     """
     n = y.shape[-1]
     k = max(1, min(k, n - 2))
-    if xp is np and isinstance(y, np.ndarray) and y.dtype == np.float64:
+    if xp is np and type(y) is np.ndarray and y.dtype == np.float64:
         return _noise_sigma_rows(y, k, x)
     if x is None or _uniform(x):
         d = y
