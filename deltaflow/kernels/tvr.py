@@ -41,6 +41,18 @@ jittered x 0.92 / 0.88, with noise >= 0.1 % worst 1.04; noise-free order 2 on ji
 moves both ways (0.08-7x, at 1e-6-1e-2 of the derivative's RMS). Continuation picks
 somewhat larger alphas (median +0.1-0.8 decades where the old 8-step fits from the data
 had not converged), which helps most signals.
+
+Known limit (measured 2026-11-27, not fixed): the banded normal equations lose the fit's
+precision when the weights grow large, and the second derivative, a finite difference of
+the fit, magnifies that by 1/h**2. With tv_order 3 (order 2's default) the weights reach
+alpha / (1e-10 alpha) = 1e10 wherever the fit's fourth difference vanishes, a condition of
+~1e12: on exp over [0, 2] (4 series each, interior RMSE over the RMS of the truth), 201
+samples 0.058 at 1 % noise (auto 0.076) but 0.74 at 5 % (best alpha 0.21, auto 0.145), and
+1,000 samples 0.66 / 4.3 at 1 / 5 % with every alpha from 1e3 up giving the same broken fit
+(tv_order 2 there: 0.070 / 0.50). A stable solve (the state-space smoother with a
+time-varying penalty, as ``_statespace`` does for the splines, or ADMM on one shared
+factorisation) would remove it; until then use ``spline`` or ``auto`` for second
+derivatives of long series.
 """
 
 from __future__ import annotations
