@@ -459,3 +459,38 @@ def test_end_correction_in_lanes_equals_row_by_row(d):
             np.testing.assert_array_equal(deriv[r], one_d[0])
             np.testing.assert_array_equal(fit[r], one_f[0])
         np.testing.assert_array_equal(ss.end_correction(g, ys, order, 2.0, False)[0], deriv)
+
+
+def test_grid_search_scoring_many_values_at_once_changes_nothing():
+    """grid_search with ``evaluate_many`` (the coarse grid in one call, the fine points once
+    per group of rows sharing a coarse best) returns what one value per call returns."""
+    from deltaflow.kernels import _gridsearch as gs
+
+    rng = np.random.default_rng(71)
+    rows = 37
+    peak = rng.uniform(-1.5, 4.0, rows)
+    width = rng.uniform(0.3, 2.0, rows)
+    calls = []
+
+    def score(values, sel):
+        v = np.asarray(values, dtype=float)[:, None]
+        s = -((v - peak[sel]) ** 2) / width[sel] + 0.1 * np.sin(7 * v + sel)
+        return s, s * 2.0
+
+    def one(value, sel):
+        calls.append(1)
+        s, a = score([value], sel)
+        return s[0], a[0]
+
+    def many(values, sel):
+        calls.append(len(values))
+        return score(values, sel)
+
+    lg = np.arange(-2.0, 5.0 + 1e-9, 1.0)
+    ref = gs.grid_search(lg, rows, one, 0.05)
+    n_one = len(calls)
+    calls.clear()
+    got = gs.grid_search(lg, rows, one, 0.05, evaluate_many=many)
+    for a, b in zip(ref, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert len(calls) < n_one  # fewer calls: the values of a call share its rows

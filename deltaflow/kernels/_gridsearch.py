@@ -48,7 +48,8 @@ def grid_search(
 
     ``evaluate_many(values, rows_idx)``: (scores, aux), each (len(values), len(rows_idx)),
     what ``evaluate`` gives for each value, in one call: the coarse grid (without
-    ``bound``) is scored by it, so that a caller can read its batch once for all values.
+    ``bound``) is scored by it, and the fine points (without ``climb``) once per group of
+    rows sharing a coarse best, so that a caller reads its rows once for all their values.
     """
     g = lg.shape[0]
     every = np.arange(rows)
@@ -74,6 +75,18 @@ def grid_search(
     centre = best * fine  # row's best in fine-index units
     if climb:
         _climb_fine(lg, evaluate, fine, centre, local, local_aux)
+        return _parabola(lg, best, local, local_aux, resolution, fine)
+    if evaluate_many is not None:  # rows sharing a coarse best share their fine points
+        offsets = np.array([k for k in range(-(fine - 1), fine) if k != 0])
+        for c in np.unique(centre):
+            sel = np.flatnonzero(centre == c)
+            f_idx = c + offsets
+            values = lg[0] + f_idx * step / fine
+            keep = (values >= lg[0]) & (values <= lg[-1])
+            score, aux = evaluate_many(values[keep], sel)
+            slot = (f_idx[keep] - c + fine)[:, None]
+            local[slot, sel[None, :]] = score
+            local_aux[slot, sel[None, :]] = aux
         return _parabola(lg, best, local, local_aux, resolution, fine)
     need = [(centre + k, k) for k in range(-(fine - 1), fine) if k != 0]
     targets = np.unique(np.concatenate([c for c, _ in need]))

@@ -26,7 +26,8 @@ quintic 0.121-0.218 -> 0.033-0.047, septic 0.216-0.264 -> 0.063-0.076. Where the
 the lanes kernels (``_statespace_lanes``, 2-3x), the likelihood's gains without the smoother
 (``gains(smoother=False)``: 0.62 -> 0.18 ms per set for the quintic), its coarse grid scored
 in one pass over the batch (``innovation_rss_many``) instead of one per value (the batch
-does not fit in the caches: every pass over it costs ~1.3 ms), and a batch of many
+does not fit in the caches: every pass over it costs ~1.3 ms), so are the fine points of
+the rows sharing a coarse best (quintic 0.050-0.052 -> 0.037-0.043), and a batch of many
 smoothing values run group by group side by side on threads. With the smoothing given the
 gains are one set per call, ~0.5 ms (quintic) of ~13 ms; the rest of the call outside the
 kernels is two passes over the batch for NaN (api's check, :func:`rows_of`), ~1.2 ms each.
@@ -616,8 +617,15 @@ def ml_search(
     The criterion of ``kalman`` (its noise ratio) and of ``spline`` (its smoothing)."""
     dof = float(obs.sum()) - d
 
+    last: dict[float, Gains] = {}  # the previous call's: neighbouring fine points overlap
+
     def many(values: np.ndarray, sel: np.ndarray) -> tuple:
-        gl = [gains(u, obs, d, rho_of(float(v)), smoother=False) for v in values]
+        made = {}
+        for v in map(float, values):
+            made[v] = last[v] if v in last else gains(u, obs, d, rho_of(v), smoother=False)
+        last.clear()
+        last.update(made)
+        gl = [made[float(v)] for v in values]
         rss = np.maximum(innovation_rss_many(gl, ys, sel), 1e-300).T  # (values, rows)
         const = np.array([gn.log_det_innovations() for gn in gl])[:, None]
         return -0.5 * (dof * np.log(rss / dof) + const), rss
