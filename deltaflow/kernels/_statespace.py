@@ -22,7 +22,8 @@ ms per series; 17166f4 -> now, the same session): ``spline`` with the smoothing 
 quintic (default) 0.0115-0.0147 -> 0.0064-0.0074, cubic 0.0074-0.0170 -> 0.0061-0.0075,
 septic with ``ends='corrected'`` (``auto``'s) 0.028-0.031 -> 0.016-0.017 (same-run pairs;
 its best-of-3 minima 0.0158 / 0.0176 were noise); automatic smoothing (criterion 'ml'),
-quintic 0.121-0.218 -> 0.033-0.047, septic 0.216-0.264 -> 0.063-0.076. Where the time went:
+quintic 0.121-0.218 -> 0.033-0.047, septic 0.216-0.264 -> 0.063-0.076; criterion 'gcv'
+quintic 0.16-0.18 -> 0.10-0.12; ``kalman`` automatic 0.18-0.24 -> 0.065-0.072. Where the time went:
 the lanes kernels (``_statespace_lanes``, 2-3x), the likelihood's gains without the smoother
 (``gains(smoother=False)``: 0.62 -> 0.18 ms per set for the quintic), its coarse grid scored
 in one pass over the batch (``innovation_rss_many``) instead of one per value (the batch

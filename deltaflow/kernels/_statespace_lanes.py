@@ -9,9 +9,11 @@ them innermost, and it vectorises (AVX2: 4 lanes per instruction).
 
 How (each measured on 2,000 x 1,000 float64 series, one thread, ms per series):
 
-- Specialised on d = 2, 3, 4 (the kernels below are written out per d): every component of
-  a lane's state is a local scalar, all of a time step's work is one loop over the lanes,
-  and the gains of the step are loaded once into scalars.
+- Specialised on d = 2, 3, 4 (the kernels below are written out per d, generated once from
+  one template: a change to one must be made to all three alike; the lanes-against-rows
+  tests check each): every component of a lane's state is a local scalar, all of a time
+  step's work is one loop over the lanes, and the gains of the step are loaded once into
+  scalars.
 - Every buffer is a flat 1-D array indexed with unsigned integers and offsets that are
   multiples of the compile-time LANES: numba's wraparound of negative indices and offsets
   scaled by run-time shapes left LLVM unable to prove the lanes of one array independent
