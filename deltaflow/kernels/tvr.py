@@ -42,17 +42,21 @@ moves both ways (0.08-7x, at 1e-6-1e-2 of the derivative's RMS). Continuation pi
 somewhat larger alphas (median +0.1-0.8 decades where the old 8-step fits from the data
 had not converged), which helps most signals.
 
-Known limit (measured 2026-11-27, not fixed): the banded normal equations lose the fit's
-precision when the weights grow large, and the second derivative, a finite difference of
-the fit, magnifies that by 1/h**2. With tv_order 3 (order 2's default) the weights reach
-alpha / (1e-10 alpha) = 1e10 wherever the fit's fourth difference vanishes, a condition of
-~1e12: on exp over [0, 2] (4 series each, interior RMSE over the RMS of the truth), 201
-samples 0.058 at 1 % noise (auto 0.076) but 0.74 at 5 % (best alpha 0.21, auto 0.145), and
-1,000 samples 0.66 / 4.3 at 1 / 5 % with every alpha from 1e3 up giving the same broken fit
-(tv_order 2 there: 0.070 / 0.50). A stable solve (the state-space smoother with a
-time-varying penalty, as ``_statespace`` does for the splines, or ADMM on one shared
-factorisation) would remove it; until then use ``spline`` or ``auto`` for second
-derivatives of long series.
+Known limit (measured 2026-11-27, not fixed): second derivatives of long series. The
+weights are capped at alpha / (1e-10 alpha) = 1e10, and where the fit's fourth difference
+vanishes (tv_order 3, order 2's default) every weight sits at the cap: the fit is then the
+Whittaker smoother with constant weight 1e10, which on 1,000 samples smooths far less than
+a second derivative needs. On exp over [0, 2] at 1 % noise (one series, interior RMSE of
+f'' over the RMS of the truth) that smoother gives 0.63, the stable septic spline with the
+same weight as its smoothing 0.63, and with 1e13 / 1e14 0.074 / 0.053. Raising the cap does
+not help: the banded normal equations follow the stable solution up to ~1e12 (0.15 against
+0.13) and break beyond it (1e13: 0.88 against 0.074; 1e16: not positive definite). So tvr's
+order-2 results on 1,000 samples are 0.66 / 4.3 at 1 / 5 % noise, the same for every alpha
+from 1e3 up (tv_order 2 there: 0.070 / 0.50); on 201 samples they are 0.058 / 0.74 (the best
+alpha 0.21 at 5 %: there the choice of alpha is at fault). A solve that stays exact at any
+weight (the state-space smoother with a time-varying penalty, as ``_statespace`` does for
+the splines) would remove the limit; until then use ``spline``, ``kalman`` or ``auto`` for
+second derivatives of long series.
 """
 
 from __future__ import annotations
