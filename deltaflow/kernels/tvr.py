@@ -48,7 +48,7 @@ vanishes (tv_order 3, order 2's default) every weight sits at the cap: the fit i
 Whittaker smoother with constant weight 1e10, which on 1,000 samples smooths far less than
 a second derivative needs. On exp over [0, 2] at 1 % noise (one series, interior RMSE of
 f'' over the RMS of the truth) that smoother gives 0.63, the stable septic spline with the
-same weight as its smoothing 0.63, and with 1e13 / 1e14 0.074 / 0.053. Raising the cap does
+same weight as its smoothing 0.62, and with 1e13 / 1e14 0.074 / 0.053. Raising the cap does
 not help: the banded normal equations follow the stable solution up to ~1e12 (0.15 against
 0.13) and break beyond it (1e13: 0.88 against 0.074; 1e16: not positive definite). So tvr's
 order-2 results on 1,000 samples are 0.66 / 4.3 at 1 / 5 % noise, the same for every alpha
