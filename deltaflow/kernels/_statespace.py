@@ -260,6 +260,18 @@ def _gains(u, obs, d, rho, smoother, variance):  # pragma: no cover - compiled
     return fs, ks, sinv, gs, var
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _predict(fs, t, m, a):  # pragma: no cover - compiled
+    """a (d,) <- F_t m, F_t unit upper triangular: its diagonal is skipped (m[i], not
+    0 + 1 * m[i]); the lanes kernels form the same sums in the same order."""
+    d = m.shape[0]
+    for i in range(d):
+        acc = m[i]
+        for j in range(i + 1, d):
+            acc += fs[t, i, j] * m[j]
+        a[i] = acc
+
+
 @numba.njit(nogil=True, cache=True)
 def _unit_innovations(obs, fs, ks, span, e):  # pragma: no cover - compiled
     """e (n, d) <- the innovations of the data-free filter from each unit initial state
@@ -283,11 +295,7 @@ def _unit_innovations(obs, fs, ks, span, e):  # pragma: no cover - compiled
                 for i in range(d):
                     m[i] = a[i]
             if t < n - 1:
-                for i in range(d):  # F is unit upper triangular
-                    acc = m[i]
-                    for j in range(i + 1, d):
-                        acc += fs[t, i, j] * m[j]
-                    a[i] = acc
+                _predict(fs, t, m, a)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -307,19 +315,13 @@ def _run_row(y, obs, fs, ks, gs, a0, states, innov):  # pragma: no cover - compi
             for i in range(d):
                 states[t, i] = a[i]
         if t < n - 1:
-            for i in range(d):  # F is unit upper triangular
-                acc = states[t, i]
-                for j in range(i + 1, d):
-                    acc += fs[t, i, j] * states[t, j]
-                a[i] = acc
+            _predict(fs, t, states[t], a)
     nxt = states[n - 1].copy()
     diff = np.empty(d)
     for t in range(n - 2, -1, -1):
+        _predict(fs, t, states[t], diff)
         for i in range(d):
-            acc = states[t, i]
-            for j in range(i + 1, d):
-                acc += fs[t, i, j] * states[t, j]
-            diff[i] = nxt[i] - acc
+            diff[i] = nxt[i] - diff[i]
         for i in range(d):
             acc = states[t, i]
             for j in range(d):
@@ -520,11 +522,7 @@ def _innovation_rss_rows(y, obs, fs, ks, sinv, es, minv, out):  # pragma: no cov
                 for i in range(d):
                     m[i] = a[i]
             if t < n - 1:
-                for i in range(d):  # F is unit upper triangular
-                    acc = m[i]
-                    for j in range(i + 1, d):
-                        acc += fs[t, i, j] * m[j]
-                    a[i] = acc
+                _predict(fs, t, m, a)
         quad = 0.0
         for i in range(d):
             for j in range(d):
