@@ -75,13 +75,7 @@ def test_the_walk_stops_after_patience_worse_alphas():
     n = 200
     x = np.linspace(0.0, 6.0, n)
     y = np.sin(x)[None, :] + 0.05 * rng.standard_normal((3, n))
-    halves = []
-    for part in (0, 1):
-        xs, xo = x[part::2], x[1 - part :: 2]
-        inside = np.flatnonzero((xo > xs[0]) & (xo < xs[-1]))
-        right = np.searchsorted(xs, xo[inside])
-        t = (xo[inside] - xs[right - 1]) / (xs[right] - xs[right - 1])
-        halves.append((tvr.difference_rows(xs, 3), (1 - part) + 2 * inside, right, t))
+    halves = tvr.cv_halves(x, 2)
     grid = np.log(tvr._REL_ALPHA)
     stacked = np.concatenate([y, np.full((3, 1), 0.05)], axis=1)
     short = np.empty((3, grid.size))

@@ -136,6 +136,26 @@ def difference_rows(x: np.ndarray, q: int) -> np.ndarray:
     return w * span[:, None] ** q
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _weight_floor(big, alpha):  # pragma: no cover - compiled
+    """The floor of |D s| in the reweighting's weights alpha / |D s| (one series): keeps the
+    system well conditioned where the fit is flat, the weights spanning at most 1e6 of the
+    largest difference ``big`` and never above 1e10 (see the module notes' known limit)."""
+    return max(1e-6 * big, 1e-10 * alpha, 1e-300)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _lanes_running(act, big, stop):  # pragma: no cover - compiled
+    """Stop the active lanes whose fit changed by at most ``stop`` in this step (act <- 0);
+    True while any lane is still active."""
+    running = False
+    for k in range(act.shape[0]):
+        if act[k] > 0.0 and big[k] <= stop[k]:
+            act[k] = 0.0
+        running = running or act[k] > 0.0
+    return running
+
+
 @numba.njit(nogil=True, cache=True, error_model="numpy")
 def _solve(y, s, rows, alpha, iters, tol, band, chol, g, z):  # pragma: no cover - compiled
     """IRLS for one series: s <- argmin 1/2|s - y|^2 + alpha sum |rows . s| (s in/out)."""
@@ -158,9 +178,7 @@ def _solve(y, s, rows, alpha, iters, tol, band, chol, g, z):  # pragma: no cover
                 acc += rows[j, a] * s[j + a]
             g[j] = abs(acc)
             big = max(big, g[j])
-        # floor of |D s| in the weights: keeps the system well conditioned where the fit
-        # is flat (the weights span at most 1e6)
-        eps = max(1e-6 * big, 1e-10 * alpha, 1e-300)
+        eps = _weight_floor(big, alpha)
         for j in range(m):
             g[j] = alpha / max(g[j], eps)
         for i in range(n):
@@ -253,7 +271,7 @@ def _solve_lanes(y, s, rows, alpha, iters, tol, band, chol, g, z, acc):  # pragm
                 g[j, k] = abs(acc[k])
                 big[k] = max(big[k], g[j, k])
         for k in range(lanes):
-            eps[k] = max(1e-6 * big[k], 1e-10 * alpha[k], 1e-300)
+            eps[k] = _weight_floor(big[k], alpha[k])
         for j in range(m):
             for k in range(lanes):
                 g[j, k] = alpha[k] / max(g[j, k], eps[k])
@@ -476,7 +494,7 @@ def _irls_ldl(y, s, rows, rr, alpha, iters, stop, g, ld, z, buf):  # pragma: no 
                 g[j, k] = v
                 big[k] = max(big[k], v)
         for k in range(_CV_V):
-            eps[k] = max(1e-6 * big[k], 1e-10 * alpha[k], 1e-300)
+            eps[k] = _weight_floor(big[k], alpha[k])
         for j in range(m):
             for k in range(_CV_V):
                 g[j, k] = alpha[k] / max(g[j, k], eps[k])
@@ -524,12 +542,7 @@ def _irls_ldl(y, s, rows, rr, alpha, iters, stop, g, ld, z, buf):  # pragma: no 
             for k in range(_CV_V):
                 big[k] = max(big[k], abs(z[i, k] - s[i, k]))
                 s[i, k] = z[i, k] if act[k] > 0.0 else s[i, k]
-        running = False
-        for k in range(_CV_V):
-            if act[k] > 0.0 and big[k] <= stop[k]:
-                act[k] = 0.0
-            running = running or act[k] > 0.0
-        if not running:
+        if not _lanes_running(act, big, stop):
             break
 
 
@@ -583,7 +596,7 @@ def _irls_ldl3(y, s, rows, rrp, alpha, iters, stop, gp, ld, z, buf):  # pragma: 
                 gp[_u(j + 3), k] = v
                 big[k] = max(big[k], v)
         for k in range(V):
-            eps[k] = max(1e-6 * big[k], 1e-10 * alpha[k], 1e-300)
+            eps[k] = _weight_floor(big[k], alpha[k])
         for j in range(3, m + 3):
             for k in range(V):
                 gp[_u(j), k] = alpha[k] / max(gp[_u(j), k], eps[k])
@@ -645,12 +658,7 @@ def _irls_ldl3(y, s, rows, rrp, alpha, iters, stop, gp, ld, z, buf):  # pragma: 
                 z[_u(p * V + k)] = v
                 big[k] = max(big[k], abs(v - s[i, k]))
                 s[i, k] = v if act[k] > 0.0 else s[i, k]
-        running = False
-        for k in range(V):
-            if act[k] > 0.0 and big[k] <= stop[k]:
-                act[k] = 0.0
-            running = running or act[k] > 0.0
-        if not running:
+        if not _lanes_running(act, big, stop):
             break
 
 
@@ -802,14 +810,7 @@ def choose_alpha(y2: np.ndarray, x: np.ndarray, tv_order: int, params: TVRParams
     sigma = noise_sigma(y2, np, x=x)
     scale = np.where(sigma > 0, sigma, np.maximum(np.ptp(y2, axis=-1), 1.0) * 1e-12)
     grid = np.log(_REL_ALPHA)
-    halves = []
-    for part in (0, 1):
-        xs, xo = x[part::2], x[1 - part :: 2]
-        inside = np.flatnonzero((xo > xs[0]) & (xo < xs[-1]))
-        right = np.searchsorted(xs, xo[inside])
-        t = (xo[inside] - xs[right - 1]) / (xs[right] - xs[right - 1])
-        held = (1 - part) + 2 * inside
-        halves.append((difference_rows(xs, tv_order + 1), held, right, t))
+    halves = cv_halves(x, tv_order)
     iters = min(params.iterations, _CV_ITERATIONS)
     tol = max(params.tol, _CV_TOL)
     stacked = np.concatenate([y2, scale[:, None]], axis=1)
@@ -829,6 +830,21 @@ def choose_alpha(y2: np.ndarray, x: np.ndarray, tv_order: int, params: TVRParams
     # difference in alpha (summation order over a batch) into a 1e-6 difference in the fit
     alpha = scale * np.exp(la) * CV_TO_DERIVATIVE[tv_order]
     return _round(alpha)
+
+
+def cv_halves(x: np.ndarray, tv_order: int) -> list[tuple[np.ndarray, ...]]:
+    """The two-fold plan of :func:`choose_alpha`, per half (even samples, odd samples): its
+    difference rows, the positions in the series of the samples it predicts (those inside
+    its span), the index of its sample right of each and the linear-interpolation weight."""
+    halves = []
+    for part in (0, 1):
+        xs, xo = x[part::2], x[1 - part :: 2]
+        inside = np.flatnonzero((xo > xs[0]) & (xo < xs[-1]))
+        right = np.searchsorted(xs, xo[inside])
+        t = (xo[inside] - xs[right - 1]) / (xs[right] - xs[right - 1])
+        held = (1 - part) + 2 * inside
+        halves.append((difference_rows(xs, tv_order + 1), held, right, t))
+    return halves
 
 
 def _cv_kernel(ys, halves, lg, iters, tol, patience, out):
