@@ -28,10 +28,6 @@ def _off(i: int, base: str = "") -> str:
     return " + ".join(parts + ["l"])
 
 
-def _names(prefix: str, idx: list[str]) -> str:
-    return ", ".join(f"{prefix}{k}" for k in idx)
-
-
 def _load(names: list[str], values: list[str]) -> str:
     """One assignment of several scalars (one name: a plain assignment)."""
     return f"{', '.join(names)} = {', '.join(values)}"
