@@ -134,9 +134,12 @@ def test_quick_run_writes_report(peers, tmp_path):
     assert {r["draws"] for r in rows if r["noise"] == 0} == {1}
     assert f"{peers.QUICK_DRAWS} independent draws" in md
     # the throughput table carries the bandwidth bound, the fastest row a copy could give
-    (copy,) = [t for t in data["throughput"] if t["family"] == "reference"]
+    copy, fft = [t for t in data["throughput"] if t["family"] == "reference"]
     assert copy["status"] == "ok" and copy["series_per_s"] > 0
     assert "copy (bandwidth bound)" in md
+    # and the FFT bound of the spectral family
+    assert fft["bounds"] == "spectral" and fft["series_per_s"] > 0
+    assert "rfft + irfft (FFT bound)" in md
 
 
 def test_speedup_ceiling_is_copy_rate_over_peer_rate(peers):
@@ -180,6 +183,22 @@ def test_speedup_ceiling_is_copy_rate_over_peer_rate(peers):
     (pair,) = t["speed"]
     assert pair["ratio"] == pytest.approx(50.0) and pair["ratio_given"] == pytest.approx(200.0)
     assert t["speed_failing"] == [pair] and t["speed_given_failing"] == []
+    # a reference bounding one family (the FFT pair, spectral) sets that family's ceiling only
+    tput[1:] = [
+        {"package": "numpy", "method": "fft", "family": "reference", "bounds": "spectral",
+         "status": "ok", "series_per_s": 2e4},
+        {"package": "PyNumDiff", "method": "spectraldiff", "family": "spectral",
+         "status": "ok", "series_per_s": 1e3},
+        {"package": "deltaflow", "method": "spectral", "family": "spectral",
+         "status": "ok", "series_per_s": 4e3},
+        {"package": "PyNumDiff", "method": "finitediff", "family": "finite difference",
+         "status": "ok", "series_per_s": 1e5},
+        {"package": "deltaflow", "method": "finite_difference", "family": "finite difference",
+         "status": "ok", "series_per_s": 5e5},
+    ]  # fmt: skip
+    speed = peers.evaluate_targets([], tput, "auto")["speed"]
+    ceilings = {s["deltaflow"]: s["ceiling"] for s in speed}
+    assert ceilings == pytest.approx({"spectral": 20.0, "finite_difference": 10.0})
 
 
 def test_given_call_applies_the_choices_made_beforehand(peers):
