@@ -19,7 +19,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+# the help shown by ``deltaflow --help`` (plain text: the terminal shows no reST markup)
+HELP = (
+    "deltaflow: chunked, distributed numerical differentiation of labelled data.\n\n"
+    "Exit codes: 0 success, 1 failed run, 2 invalid input. Errors print one clear message; "
+    "--debug shows the traceback."
+)
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP)
 console = Console(soft_wrap=True)
 
 
