@@ -41,9 +41,10 @@ def _alone(y, rows, alpha, iters, tol, out):
 @pytest.mark.parametrize("irregular", [False, True])
 @pytest.mark.parametrize("count", [1, 11, 3 * tvr._LANES + 5])
 def test_lanes_bit_identical_to_one_series_at_a_time(tv_order, irregular, count):
-    """tv_order 1 and 3: the lanes are _solve's fits. tv_order 2 has its own written-out
-    kernel (_fit_rows4, _solve's fits up to rounding: test_tvr_cv); there a series' fit in
-    a batch is its fit alone, to the last bit."""
+    """tv_order 1: the lanes are _solve's fits. tv_order 2 has its own written-out kernel
+    (_fit_rows4, _solve's fits up to rounding: test_tvr_cv) and tv_order 3 the Givens one
+    (_fit_rows_qr, test_tvr_order2); there a series' fit in a batch is its fit alone, to
+    the last bit."""
     rng = np.random.default_rng(tv_order + 10 * irregular + count)
     n = 300
     x = np.sort(rng.uniform(0.0, 6.0, n)) if irregular else np.linspace(0.0, 6.0, n)
@@ -56,6 +57,6 @@ def test_lanes_bit_identical_to_one_series_at_a_time(tv_order, irregular, count)
     for iters, tol in ((20, 1e-6), (8, 1e-4), (1, 1e-6), (200, 1e-10)):
         want = np.empty_like(y)
         got = np.empty_like(y)
-        (_alone if tv_order == 2 else _one_by_one)(y, rows, alpha, iters, tol, want)
+        (_one_by_one if tv_order == 1 else _alone)(y, rows, alpha, iters, tol, want)
         tvr._fit_rows(y, rows, alpha, iters, tol, got)
         np.testing.assert_array_equal(got, want)

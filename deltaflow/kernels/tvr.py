@@ -19,8 +19,8 @@ smoothing because the derivative needs more than the signal (see :func:`choose_a
 One compiled kernel (:func:`_cv_rows`) does the whole search for groups of series: each half
 walks up the grid from its data, each alpha's reweighting continuing from the previous
 alpha's fit (2 steps per alpha instead of 8 from the data), the solves are one fused LDL^T
-pass (written out for tv_order 2, order 1's default), and a series stops 3 alphas past its
-best.
+pass (written out for tv_order 2, order 1's default; Givens rotations for tv_order 3, see
+below), and a series stops 3 alphas past its best.
 
 The fit itself (alpha given) with tv_order 2 runs on the same written-out kernel,
 :func:`_fit_rows4`: _solve's fits up to rounding (~3e-5 of the range at worst, where the
@@ -42,21 +42,36 @@ moves both ways (0.08-7x, at 1e-6-1e-2 of the derivative's RMS). Continuation pi
 somewhat larger alphas (median +0.1-0.8 decades where the old 8-step fits from the data
 had not converged), which helps most signals.
 
-Known limit (measured 2026-11-27, not fixed): second derivatives of long series. The
-weights are capped at alpha / (1e-10 alpha) = 1e10, and where the fit's fourth difference
-vanishes (tv_order 3, order 2's default) every weight sits at the cap: the fit is then the
-Whittaker smoother with constant weight 1e10, which on 1,000 samples smooths far less than
-a second derivative needs. On exp over [0, 2] at 1 % noise (one series, interior RMSE of
-f'' over the RMS of the truth) that smoother gives 0.63, the stable septic spline with the
-same weight as its smoothing 0.62, and with 1e13 / 1e14 0.074 / 0.053. Raising the cap does
-not help: the banded normal equations follow the stable solution up to ~1e12 (0.15 against
-0.13) and break beyond it (1e13: 0.88 against 0.074; 1e16: not positive definite). So tvr's
-order-2 results on 1,000 samples are 0.66 / 4.3 at 1 / 5 % noise, the same for every alpha
-from 1e3 up (tv_order 2 there: 0.070 / 0.50); on 201 samples they are 0.058 / 0.74 (the best
-alpha 0.21 at 5 %: there the choice of alpha is at fault). A solve that stays exact at any
-weight (the state-space smoother with a time-varying penalty, as ``_statespace`` does for
-the splines) would remove the limit; until then use ``spline``, ``kalman`` or ``auto`` for
-second derivatives of long series.
+Second derivatives (tv_order 3, order 2's default) use another solve of each reweighting
+step (:mod:`._tvr_kernels`, Givens rotations of the stacked least squares [I; sqrt(W) D]).
+There the fit's fourth difference vanishes almost everywhere and the weights alpha / |D s|
+must grow far beyond what the normal equations above can carry (they follow the exact
+solve to ~1e12 and break beyond: 0.12 of the signal off at 1e13, not positive definite at
+1e16), while the Givens solve is exact at any weight; its weights are floored at 1e-6 of
+the largest |D s| only (an overflow guard at 1e100), no longer capped at 1e10, which had
+left a Whittaker smoother of weight 1e10 where a second derivative of 1,000 samples needs
+1e13-1e20. The chooser's grid reaches 10^8.3 instead of 10^6 for it (the same steps; the
+optimum on 1,000 samples is 10^5-10^7 of the noise level) and its shift, re-measured with
+the new solve over sin, exp, Black-Scholes and two-tone series, 201 and 1,000 samples, 1 /
+5 / 10 % noise, 3 draws (geometric mean of the error over the best alpha in hindsight
+1.31 at 10^1.4, 1.31 at 10^1.2, 1.38 at 10^1.8), stays 10^1.4. tv_order 1 and 2 keep
+their solves (the cap changes nothing there: order 1 on sin / exp, 201 and 1,000 samples,
+1 / 5 % noise, is as good or better with it) and are unchanged to the bit.
+
+Measured (2026-11-27, f'' relative RMSE interior / whole range, mean of 5 draws, alpha
+chosen, before -> after; the septic ``spline`` on the same data): 1,000 samples, exp at
+1 % 0.81 / 1.04 -> 0.034 / 0.066 (spline 0.050 / 0.12), at 5 % 4.0 / 5.2 -> 0.11 / 0.18
+(0.13 / 0.22); sin at 1 % 0.11 / 0.17 -> 0.039 / 0.098 (0.030 / 0.13), at 5 % 0.55 / 0.86
+-> 0.069 / 0.19 (0.057 / 0.24). 201 samples: sin unchanged (0.053 / 0.090 at 1 / 5 %),
+exp at 5 % 0.26 -> 0.17 (spline 0.22), exp at 1 % 0.056 -> 0.079 (spline 0.091). A given
+alpha reaches the TV solution now (alpha -> infinity: the least-squares cubic) where it
+stopped at the capped smoother (exp, 1,000 samples, 1 %: 0.81 for every alpha from 1e3
+up; now 0.50 / 0.10 at 1e3 / 1e4, 5 draws, and 0.038 / 0.033 / 0.089 at 1e5 / 1e6 / 1e7,
+20 draws).
+Left: the cross-validation's choice scatters on long series (exp, 1,000 samples, 1 %, 20
+draws: median 0.031, 3 draws above 0.1, up to 0.38, the spline's median 0.041 and worst
+0.078; the two-fold prediction error is flat over three decades of alpha and its minimum
+sits low on those; at 10 % noise 0.64 against 0.14 for the best alpha in hindsight).
 """
 
 from __future__ import annotations
@@ -71,6 +86,7 @@ from pydantic import Field
 
 from ._noise import noise_sigma
 from ._stencil import apply_stencil, fornberg_weights, run_rows
+from ._tvr_kernels import _CV_V, _fit_rows_qr, _irls_qr, _lanes_running
 from ._xp import asarray_like, is_numpy, to_numpy
 from .finite_difference import build_stencil
 from .registry import MethodParams, MethodSpec, Output, register
@@ -106,6 +122,9 @@ class TVRParams(MethodParams):
 
 # alpha=None: the cross-validation grid, relative to the noise level
 _REL_ALPHA = np.geomspace(1e-1, 1e6, 10)
+# tv_order 3 (order 2's default) on long series wants more: the same steps, three more
+# (up to 10^8.3; on 1,000 samples the optimum is 10^5-10^7, measured)
+_REL_ALPHA3 = _REL_ALPHA[0] * (_REL_ALPHA[1] / _REL_ALPHA[0]) ** np.arange(13)
 # the grid's fits need less precision than the final one: fewer reweighting steps per
 # alpha, each alpha starting from the previous one's fit
 _CV_ITERATIONS = 2
@@ -140,20 +159,9 @@ def difference_rows(x: np.ndarray, q: int) -> np.ndarray:
 def _weight_floor(big, alpha):  # pragma: no cover - compiled
     """The floor of |D s| in the reweighting's weights alpha / |D s| (one series): keeps the
     system well conditioned where the fit is flat, the weights spanning at most 1e6 of the
-    largest difference ``big`` and never above 1e10 (see the module notes' known limit)."""
+    largest difference ``big`` and never above 1e10 (tv_order 1 and 2; tv_order 3's Givens
+    step has no such cap: :func:`._tvr_kernels._qr_weight_floor`)."""
     return max(1e-6 * big, 1e-10 * alpha, 1e-300)
-
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def _lanes_running(act, big, stop):  # pragma: no cover - compiled
-    """Stop the active lanes whose fit changed by at most ``stop`` in this step (act <- 0);
-    True while any lane is still active."""
-    running = False
-    for k in range(act.shape[0]):
-        if act[k] > 0.0 and big[k] <= stop[k]:
-            act[k] = 0.0
-        running = running or act[k] > 0.0
-    return running
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
@@ -344,12 +352,16 @@ def _solve_lanes(y, s, rows, alpha, iters, tol, band, chol, g, z, acc):  # pragm
 @numba.njit(nogil=True, cache=True)
 def _fit_rows(y, rows, alpha, iters, tol, out):  # pragma: no cover - compiled
     """Fit every series of y (r, n) with its own alpha (r,); out (r, n). Four-point rows
-    (tv_order 2) go through :func:`_fit_rows4`; otherwise groups of up to _LANES series
-    through :func:`_solve_lanes`, a lone series through :func:`_solve`."""
+    (tv_order 2) go through :func:`_fit_rows4`, five-point rows (tv_order 3) through the
+    Givens kernel :func:`._tvr_kernels._fit_rows_qr`; otherwise (tv_order 1) groups of up
+    to _LANES series through :func:`_solve_lanes`, a lone series through :func:`_solve`."""
     r, n = y.shape
     m, w = rows.shape
     if w == 4:
         _fit_rows4(y, rows, alpha, iters, tol, out)
+        return
+    if w == 5:
+        _fit_rows_qr(y, rows, alpha, iters, tol, out)
         return
     per = max(1, min(_LANES, _LANE_BYTES // (16 * n * w)))
     for k0 in range(0, r, per):
@@ -429,11 +441,6 @@ def _fit_rows4(y, rows, alpha, iters, tol, out):  # pragma: no cover - compiled
 
 
 # ---- alpha=None: the whole cross-validation of a group of series in one compiled call ----
-
-# series per group of the cross-validation kernel, one per lane: a compile-time constant,
-# so every loop over the lanes is a fixed-length, vectorised one (a group's work arrays,
-# ~(w + 6) doubles per sample and lane, stay in the core's cache)
-_CV_V = 8
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
@@ -696,7 +703,7 @@ def _cv_rows(  # pragma: no cover - compiled
     alpha = np.empty(lanes)
     stop0 = np.empty(lanes)
     stop1 = np.empty(lanes)
-    buf = np.empty((w + 4, lanes))
+    buf = np.empty((w + 7, lanes))
     err = np.empty(lanes)
     best = np.empty(lanes)
     worse = np.empty(lanes, dtype=np.int64)
@@ -747,6 +754,8 @@ def _cv_rows(  # pragma: no cover - compiled
                     held, right, tt = held1, right1, t1
                 if w == 4:
                     _irls_ldl3(y, s, rows, rrp, alpha, iters, stop, gp, ldp, zp, buf)
+                elif w == 5:
+                    _irls_qr(y, s, rows, alpha, iters, stop, g, ld, z, buf)
                 else:
                     _irls_ldl(y, s, rows, rr, alpha, iters, stop, g, ld, z, buf)
                 for h in range(held.shape[0]):
@@ -809,7 +818,7 @@ def choose_alpha(y2: np.ndarray, x: np.ndarray, tv_order: int, params: TVRParams
     r, n = y2.shape
     sigma = noise_sigma(y2, np, x=x)
     scale = np.where(sigma > 0, sigma, np.maximum(np.ptp(y2, axis=-1), 1.0) * 1e-12)
-    grid = np.log(_REL_ALPHA)
+    grid = np.log(_REL_ALPHA3 if tv_order == 3 else _REL_ALPHA)
     halves = cv_halves(x, tv_order)
     iters = min(params.iterations, _CV_ITERATIONS)
     tol = max(params.tol, _CV_TOL)
