@@ -46,9 +46,9 @@ def test_givens_step_is_the_stacked_least_squares_where_normal_equations_fail(ir
         1,
         np.zeros(lanes),
         np.empty((m, lanes)),
-        np.empty((n, w, lanes)),
-        np.empty((n, lanes)),
-        np.empty((w + 7, lanes)),
+        np.empty((5, n, lanes)),
+        np.empty((n + 4, lanes)),
+        np.empty((9, lanes)),
     )
     worst_normal = 0.0
     for k in range(lanes):
