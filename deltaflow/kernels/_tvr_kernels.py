@@ -15,6 +15,10 @@ jittered samples: <= 6e-11 of the range at weights 1e10 to 1e40; the normal equa
 
 The kernels run L = _CV_V series in lockstep (lanes innermost, every lane's arithmetic
 its own, so a series' fit does not depend on its batch), like the LDL^T kernels of tvr.
+
+Editing this module: numba's on-disk cache of the callers in tvr.py (``_fit_rows``,
+``_cv_rows``) holds their own copy of these kernels and does not notice a change here;
+touch tvr.py or clear its ``__pycache__`` entries (seen while writing this).
 """
 
 from __future__ import annotations
