@@ -63,11 +63,13 @@ import threading
 from types import ModuleType
 from typing import Any
 
+import numba
 import numpy as np
 from numpy.polynomial import legendre
 from pydantic import Field
 
 from ._noise import _MAD_NORMAL, _median
+from ._stencil import run_rows
 from ._xp import asarray_like, is_numpy, scipy_for, to_numpy
 from .api import uniform_step
 from .registry import MethodParams, MethodSpec, Output, register
@@ -473,31 +475,41 @@ def _side_weights(k: int, at: float) -> np.ndarray:
     return np.stack([np.array([1.0, at, at * at]) @ proj, np.array([0.0, 1.0, 2.0 * at]) @ proj])
 
 
-@functools.lru_cache(maxsize=4)
-def _wrap_filters(n: int, kind: str) -> np.ndarray:
-    """(n, 2 + 2P) weights: value and slope differences at the wrap, then at P interior points.
-
-    Each column gives, from a series, the difference between the quadratic least-squares
-    fits to the k samples before a point and the k after it (value, then slope); the first
-    two columns straddle the wrap of ``kind``. Built once per length (a matrix product then
-    does every series and point at once).
+@functools.lru_cache(maxsize=8)
+def _wrap_plan(n: int, kind: str) -> tuple[np.ndarray, ...]:
+    """The fits of :func:`_wrap_mismatch` for series of n samples: weights (2, k) of the value
+    and slope at the point from the k samples ending at it (``left``) and from the k starting
+    at it (``right``), and the first sample of each left / right window (1 + P,): the wrap of
+    ``kind`` first, then P interior points. O(P k), whatever n is (a dense (n, 2 + 2P) filter
+    matrix was 135 MB at n = 65,536).
     """
     k = int(np.clip(n // 5, 4, WRAP_WINDOW))
     gap = 0 if kind == "closed" else 1  # closed: y[n-1] and y[0] are the same point
-    left = _side_weights(k, k - 1 + 0.5 * gap)  # from the k samples ending at the point
-    right = _side_weights(k, -0.5 * gap)  # from the k samples starting at it
+    left = _side_weights(k, k - 1 + 0.5 * gap)
+    right = _side_weights(k, -0.5 * gap)
     shift = k - 1 if kind == "closed" else k  # closed: the two windows share the middle one
     count = n - k - shift + 1
     starts = np.unique(np.linspace(0, count - 1, min(count, WRAP_POINTS)).astype(np.int64))
-    w = np.zeros((n, 2 + 2 * starts.size))
-    w[n - k :, :2] += left.T
-    w[:k, :2] -= right.T
-    t = np.arange(k)
-    for j, s in enumerate(starts):
-        w[s + t, 2 + 2 * j : 4 + 2 * j] += left.T
-        w[s + shift + t, 2 + 2 * j : 4 + 2 * j] -= right.T
-    w.setflags(write=False)
-    return w
+    lstart = np.concatenate([[n - k], starts]).astype(np.int64)
+    rstart = np.concatenate([[0], starts + shift]).astype(np.int64)
+    for a in (left, right, lstart, rstart):
+        a.setflags(write=False)
+    return left, right, lstart, rstart
+
+
+@numba.njit(nogil=True, cache=True)
+def _fit_differences(y, left, right, lstart, rstart, out):  # pragma: no cover - compiled
+    """out[r, j, c] = left fit's (c = 0: value, 1: slope) minus the right fit's, at point j of
+    row r: two k-sample dot products per side, summed in sample order."""
+    k = left.shape[1]
+    for r in range(y.shape[0]):
+        for j in range(lstart.shape[0]):
+            a, b = lstart[j], rstart[j]
+            for c in range(2):
+                acc = 0.0
+                for t in range(k):
+                    acc += left[c, t] * y[r, a + t] - right[c, t] * y[r, b + t]
+                out[r, j, c] = acc
 
 
 def _wrap_mismatch(y2: np.ndarray, kind: str) -> np.ndarray:
@@ -511,7 +523,9 @@ def _wrap_mismatch(y2: np.ndarray, kind: str) -> np.ndarray:
     median absolute difference); the larger of the two ratios is returned.
     """
     rows, n = y2.shape
-    d = (y2 @ _wrap_filters(n, kind)).reshape(rows, -1, 2)
+    left, right, lstart, rstart = _wrap_plan(n, kind)
+    d = np.empty((rows, lstart.shape[0], 2))
+    run_rows(_fit_differences, np.ascontiguousarray(y2), d, left, right, lstart, rstart)
     scale = np.median(np.abs(d[:, 1:]), axis=1) / _MAD_NORMAL
     tiny = 1e-12 * (np.ptp(y2, axis=-1, keepdims=True) + 1e-300)
     return np.max(np.abs(d[:, 0]) / (scale + tiny), axis=-1)
