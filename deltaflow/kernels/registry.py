@@ -25,7 +25,9 @@ The call contract, for y of shape (..., n) and x of shape (n,):
 ``block_bytes``
     For methods whose temporaries are many times their input (spectra, cross-validation
     halves): the caller hands ``choose`` and ``apply`` at most this many input bytes of
-    series at a time, so a worker's memory per task stays bounded whatever the chunk size.
+    series at a time, so a worker's memory per task stays bounded whatever the chunk size
+    (but at least ``api.BLOCK_MIN_ROWS`` series while they fit in ``api.BLOCK_CAP_BYTES``:
+    per-call work from the coordinates is shared by a block's series).
     Series are independent, so the result is the same (the batched == one-by-one contract).
 """
 
