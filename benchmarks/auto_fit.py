@@ -198,7 +198,7 @@ def main() -> None:
         tn = A.TUNINGS["spline"]
         A.TUNINGS["spline"] = dataclasses.replace(
             tn,
-            grid=lambda sigma: np.tile(
+            grid=lambda sigma, n_half: np.tile(
                 10.0 ** np.arange(-1.0, 10.5 * m / m_old - 1.0 + 0.01, 0.5)[:, None],
                 (1, sigma.size),
             ),

@@ -43,6 +43,18 @@ target (1.25x / 1.5x): interior 25+22 -> 24+24 (101), 24+21 -> 26+26 (201), 25+2
 order 1; exp order 2 at 1 % (201 samples 1.14 -> 1.38), the tanh step and the damped
 oscillator over the whole range at 3-5 % lose.
 
+Long series (measured 2026-11-27): the spline's smoothing is in sample units, and the
+smoothing a signal needs grows with the number of samples that resolve it (the kernel
+width in samples to the power 8). The CV grid stopped at 10**9.5 on the half series and the
+result at 10**13, bounds set on the benchmark's 101-401 samples, so on longer series every
+non-periodic pick was heavily undersmoothed: against the spline's own choice (septic,
+corrected ends, maximum likelihood) on the same series, auto_ratio's eight signals at 1 and
+5 % noise, orders 1 and 2, 1,000 and 4,000 samples, 4 series per case, auto's interior
+RMSE was 2.90x the spline's (geometric mean of 64 cases), up to 191x (exp, 4,000 samples,
+5 %, order 2: 6.6 against 0.077). Both bounds now rise as (n / ``REF_N``)**8 above 401
+samples (``Tuning.grows``), unchanged below: 0.77x the spline's, at most 1.8x (the tanh
+step, 1 %), and identical results on the published benchmark.
+
 What was picked is returned by ``choose``: ``method`` (an integer code, the index into
 ``CANDIDATES``) and each tuned candidate's parameter under ``"<method>.<parameter>"``
 (arrays of shape ``y.shape[:-1]``); ``apply`` runs each picked method on its own series
@@ -281,15 +293,16 @@ def candidate_names(params: AutoParams, order: int, x: np.ndarray) -> list[str]:
 class Tuning:
     """How auto tunes one candidate: its smoothing parameter, a grid, and a shift.
 
-    ``grid(sigma, n)`` gives the values tried on the half series (rows share the grid; an
-    array (g,) or, for noise-relative grids, (g, rows)). The value that predicts the other
-    half best is the signal-optimal one for half the samples; the full series gets it times
+    ``grid(sigma, n_half)`` gives the values tried on the half series of ``n_half`` samples
+    (rows share the grid; an array (g, rows)). The value that predicts the other half best
+    is the signal-optimal one for half the samples; the full series gets it times
     ``factor[order]`` (the half-to-full transfer and the extra smoothing derivatives need,
-    measured together against the truth in benchmarks/auto_ratio.py).
+    measured together against the truth in benchmarks/auto_ratio.py), within ``lo`` and
+    :meth:`top` for its length.
     """
 
     param: str
-    grid: Callable[[np.ndarray], np.ndarray]
+    grid: Callable[[np.ndarray, int], np.ndarray]
     factor: dict[int, float]
     fixed: dict[str, Any] = field(default_factory=dict)
     lo: float = 0.0
@@ -297,23 +310,45 @@ class Tuning:
     integer_odd: bool = False
     # +1 when a larger value smooths more, -1 when a smaller one does (a cutoff)
     direction: int = 1
+    # decades that ``hi`` (and the grid's top) rise per decade of length above ``REF_N``:
+    # a parameter in sample units (the spline's smoothing) must grow with n to keep the
+    # same resolution of the signal (0: a fixed bound)
+    grows: float = 0.0
+
+    def top(self, n: int) -> float:
+        """The largest value for a full series of n samples."""
+        return self.hi * (max(n / REF_N, 1.0) ** self.grows)
+
+
+# the length the tunings' bounds were set for (the published benchmarks' longest series);
+# longer series raise the bounds of a tuning that ``grows``
+REF_N = 401
+
+
+def _spline_grid(sigma: np.ndarray, n_half: int) -> np.ndarray:
+    """Half-series smoothings: up to a kernel half width of ~15 samples (10**9.5) on halves
+    of up to REF_N // 2 samples, the same fraction of longer halves (septic: the smoothing
+    goes as the width**8)."""
+    top = 9.5 + 8.0 * np.log10(max(n_half / (REF_N // 2), 1.0))
+    return np.tile(10.0 ** np.arange(-1.0, top + 0.01, 0.5)[:, None], (1, sigma.size))
 
 
 TUNINGS: dict[str, Tuning] = {
     "spline": Tuning(
         "smoothing",
-        # half-series values up to a kernel half width of ~15 samples of the half (10**9.5);
-        # the full series gets 2**7 (spacing halved) times more, and more for derivatives;
-        # what the derivative needs beyond that is fitted in ML_SHIFT
-        lambda sigma: np.tile(10.0 ** np.arange(-1.0, 9.51, 0.5)[:, None], (1, sigma.size)),
+        # the full series gets 2**7 (spacing halved) times more than its half, and more for
+        # derivatives; what the derivative needs beyond that is fitted in ML_SHIFT
+        _spline_grid,
         {1: 10**1.96, 2: 10**2.11},
         fixed={"degree": 7, "ends": "corrected"},
-        # the septic spline reproduces a cubic to ~1e-12 at smoothings up to 1e16 (measured)
+        # the septic spline reproduces a cubic to ~1e-12 at smoothings up to 1e16 (measured
+        # on the benchmark's lengths); on longer series the bound rises with the width**8
         hi=10**13,
+        grows=8.0,
     ),
     "savgol": Tuning(
         "window",
-        lambda sigma: np.tile(
+        lambda sigma, n_half: np.tile(
             np.array([7, 9, 11, 15, 19, 25, 31, 41, 51, 65, 81, 101])[:, None], (1, sigma.size)
         ).astype(np.float64),
         {1: 10**0.23, 2: 10**0.31},
@@ -323,7 +358,7 @@ TUNINGS: dict[str, Tuning] = {
     ),
     "tvr": Tuning(
         "alpha",
-        lambda sigma: np.geomspace(1e-1, 1e6, 15)[:, None] * sigma[None, :],
+        lambda sigma, n_half: np.geomspace(1e-1, 1e6, 15)[:, None] * sigma[None, :],
         {1: 10**0.67, 2: 10**1.4},
     ),
 }
@@ -463,8 +498,8 @@ def tune(
             return np.asarray(to_numpy(out.smoothed))
 
         return halves.error(smooth), None
-    values = tn.grid(sigma)
     n_half = halves.parts[1][0].shape[-1]
+    values = tn.grid(sigma, n_half)
     if tn.integer_odd:  # windows: only those that fit the half series
         values = values[values[:, 0] <= n_half]
     score = np.empty_like(values)
@@ -484,7 +519,7 @@ def tune(
     best, err = _refine(
         values, score, tn.direction, np.full(score.shape[1], SLACK * np.sqrt(2.0 / m))
     )
-    full = np.clip(best * tn.factor[order], tn.lo, tn.hi)
+    full = np.clip(best * tn.factor[order], tn.lo, tn.top(x.shape[0]))
     if tn.integer_odd:
         n = x.shape[0]
         top = n if n % 2 else n - 1
@@ -529,7 +564,8 @@ def _blend_ml(
         blend = (1.0 - ML_WEIGHT) * lv + ML_WEIGHT * ml + shift
         lv = np.where(ok, blend, lv)
     lv = np.round(lv / RESOLUTION) * RESOLUTION
-    return np.clip(10.0**lv, TUNINGS["spline"].lo, TUNINGS["spline"].hi)
+    tn = TUNINGS["spline"]
+    return np.clip(10.0**lv, tn.lo, tn.top(x.shape[0]))
 
 
 def wrap_z(
