@@ -194,6 +194,11 @@ def test_long_series_get_the_smoothing_their_length_needs():
     assert np.all(err(d) < 0.06) and np.mean(err(d)) < 1.5 * np.mean(err(own))
     tn = auto.TUNINGS["spline"]
     assert tn.top(auto.REF_N) == tn.hi and tn.top(10 * auto.REF_N) == tn.hi * 10**tn.grows
+    # the cross-validation grid keeps its 22 values, spread over the wider range
+    short, long = (np.log10(auto._spline_grid(np.ones(1), m)[:, 0]) for m in (200, 32768))
+    assert short.size == long.size == 22 and long[-1] - short[-1] == pytest.approx(
+        8 * np.log10(32768 / 200)
+    )
 
 
 def test_spline_picks_use_the_corrected_ends():

@@ -53,7 +53,12 @@ corrected ends, maximum likelihood) on the same series, auto_ratio's eight signa
 RMSE was 2.90x the spline's (geometric mean of 64 cases), up to 191x (exp, 4,000 samples,
 5 %, order 2: 6.6 against 0.077). Both bounds now rise as (n / ``REF_N``)**8 above 401
 samples (``Tuning.grows``), unchanged below: 0.77x the spline's, at most 1.8x (the tanh
-step, 1 %), and identical results on the published benchmark.
+step, 1 %), and identical results on the published benchmark. The CV grid keeps its 22
+values over the wider range (steps of 0.65 decades at 1,000 samples, 1.34 at 65,536):
+benchmarks/long_series.py (4 series per case, 32 cases per length) gives auto over the
+spline 0.79 / 0.81 / 0.71 / 0.61 at 1,000 / 4,000 / 16,384 / 65,536 samples with 0.5-decade
+steps and 0.79 / 0.82 / 0.73 / 0.62 with 22 values, and auto on 64 series of 65,536 samples
+321 -> 153 ms per series.
 
 What was picked is returned by ``choose``: ``method`` (an integer code, the index into
 ``CANDIDATES``) and each tuned candidate's parameter under ``"<method>.<parameter>"``
@@ -328,9 +333,12 @@ REF_N = 401
 def _spline_grid(sigma: np.ndarray, n_half: int) -> np.ndarray:
     """Half-series smoothings: up to a kernel half width of ~15 samples (10**9.5) on halves
     of up to REF_N // 2 samples, the same fraction of longer halves (septic: the smoothing
-    goes as the width**8)."""
+    goes as the width**8). Always 22 values (0.5 decades apart up to REF_N samples, wider
+    steps beyond): each is a spline fit of both halves, the bulk of auto's time on long
+    series, and the cross-validated value carries only 1 - ``ML_WEIGHT`` of the choice."""
     top = 9.5 + 8.0 * np.log10(max(n_half / (REF_N // 2), 1.0))
-    return np.tile(10.0 ** np.arange(-1.0, top + 0.01, 0.5)[:, None], (1, sigma.size))
+    step = max(0.5, (top + 1.0) / 21.0)
+    return np.tile(10.0 ** np.arange(-1.0, top + 0.01, step)[:, None], (1, sigma.size))
 
 
 TUNINGS: dict[str, Tuning] = {
