@@ -19,23 +19,12 @@ import time
 import zlib
 
 import numpy as np
-from auto_ratio import SIGNALS
+from auto_ratio import SIGNALS, grid_for
 
 import deltaflow as dfl
 from deltaflow.kernels import auto as A
 
 SPLINE = {"degree": 7, "ends": "corrected"}
-
-
-def _grid(name: str, a: float, b: float, n: int) -> np.ndarray:
-    if name != "irr-sin":
-        return np.linspace(a, b, n)
-    # as peers.py: a warped grid (spacing 2.3x end to end) with +-30 % jitter
-    u = np.linspace(0.0, 1.0, n)
-    x = a + (b - a) * (0.6 * u + 0.4 * u**2)
-    h = np.gradient(x)
-    x[1:-1] += np.random.default_rng(7).uniform(-0.3, 0.3, n - 2) * h[1:-1]
-    return x
 
 
 def _rel(d: np.ndarray, t: np.ndarray) -> tuple[float, float]:
@@ -50,8 +39,8 @@ def accuracy(lengths: list[int], series: int) -> None:
     print(f"{'case':34} {'auto in / whole':>18} {'spline in / whole':>18} {'ratio':>12}  pick")
     for n in lengths:
         ratios = []
-        for name, (a, b, fn) in SIGNALS.items():
-            x = _grid(name, a, b, n)
+        for name, (_, _, fn) in SIGNALS.items():
+            x = grid_for(name, n)
             f0, f1, f2 = fn(x)
             for level in (0.01, 0.05):
                 seed = zlib.crc32(f"{name} {level} {n}".encode())

@@ -1028,42 +1028,31 @@ def throughput(
         given = deltaflow_given_call(m, x, full[: min(256, n_series)])
         if given is not None:
             entries.append(("deltaflow", m + GIVEN, DELTAFLOW_FAMILY.get(m, m), given, {}))
-    # the bandwidth bound: a copy of the batch (read it once, write a result of its size),
-    # best of 5; no method that reads the series and writes a derivative can beat it
+    # bounds no implementation can beat, best of 5 each: a copy of the batch (read it once,
+    # write a result of its size) for every family, and a forward and an inverse real FFT
+    # of every series at its own length, the least an FFT derivative does (deltaflow's
+    # reflection doubles the length), for the spectral family
     batch = full[:n_series]
-    best = math.inf
-    for _ in range(5):
-        t0 = time.perf_counter()
-        np.copy(batch)
-        best = min(best, time.perf_counter() - t0)
-    rate = n_series / best
-    out.append(
-        {
-            "package": "numpy",
-            "method": "copy (bandwidth bound)",
-            "family": "reference",
-            **_rate_fields(rate, n_series, n_series, length),
-        }
-    )
-    log(f"  throughput numpy copy: {rate:.3g} series/s")
-    # the FFT bound: a forward and an inverse real FFT of every series at its own length,
-    # the least an FFT derivative does (deltaflow's reflection doubles the length), best of 5
-    best = math.inf
-    for _ in range(5):
-        t0 = time.perf_counter()
-        np.fft.irfft(np.fft.rfft(batch, axis=-1), n=length, axis=-1)
-        best = min(best, time.perf_counter() - t0)
-    rate = n_series / best
-    out.append(
-        {
-            "package": "numpy",
-            "method": "rfft + irfft (FFT bound)",
-            "family": "reference",
-            "bounds": "spectral",
-            **_rate_fields(rate, n_series, n_series, length),
-        }
-    )
-    log(f"  throughput numpy rfft + irfft: {rate:.3g} series/s")
+    bounds: list[tuple[str, Callable[[], Any], str | None]] = [
+        ("copy (bandwidth bound)", lambda: np.copy(batch), None),
+        (
+            "rfft + irfft (FFT bound)",
+            lambda: np.fft.irfft(np.fft.rfft(batch, axis=-1), n=length, axis=-1),
+            "spectral",
+        ),
+    ]
+    for method, work, family in bounds:
+        best = math.inf
+        for _ in range(5):
+            t0 = time.perf_counter()
+            work()
+            best = min(best, time.perf_counter() - t0)
+        rate = n_series / best
+        rec = {"package": "numpy", "method": method, "family": "reference"}
+        if family is not None:
+            rec["bounds"] = family
+        out.append({**rec, **_rate_fields(rate, n_series, n_series, length)})
+        log(f"  throughput numpy {method}: {rate:.3g} series/s")
     for package, name, family, call, params in entries:
         rec = {"package": package, "method": name, "family": family}
         budget = budget_s
