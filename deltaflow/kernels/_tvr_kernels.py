@@ -245,6 +245,30 @@ def _irls_qr(y, s, rows, alpha, iters, stop, g, rf, b, buf):  # pragma: no cover
             break
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _load_lanes(y, alpha, tol, k0, yl, sl, al, stop):  # pragma: no cover - compiled
+    """Series k0.. of y (r, n) into the lanes (n, V) of the data ``yl`` and the fit ``sl``
+    (starting at the data), with their alphas ``al`` and stop thresholds ``stop`` (tol
+    times the series' range); a short last group repeats its last series. Returns how many
+    lanes hold series of their own."""
+    r, n = y.shape
+    lanes = yl.shape[1]
+    used = min(lanes, r - k0)
+    for k in range(lanes):
+        src = k0 + min(k, used - 1)
+        lo = y[src, 0]
+        hi = lo
+        for i in range(n):
+            v = y[src, i]
+            yl[i, k] = v
+            sl[i, k] = v
+            lo = min(lo, v)
+            hi = max(hi, v)
+        stop[k] = tol * (hi - lo if hi > lo else 1.0)
+        al[k] = alpha[src]
+    return used
+
+
 @numba.njit(nogil=True, cache=True)
 def _fit_rows_qr(y, rows, alpha, iters, tol, out):  # pragma: no cover - compiled
     """Fit every series of y (r, n) with its own alpha (r,) by :func:`_irls_qr` (rows
@@ -264,19 +288,7 @@ def _fit_rows_qr(y, rows, alpha, iters, tol, out):  # pragma: no cover - compile
     b = np.empty((n + 4, lanes))
     buf = np.empty((9, lanes))
     for k0 in range(0, r, lanes):
-        used = min(lanes, r - k0)
-        for k in range(lanes):
-            src = k0 + min(k, used - 1)
-            lo = y[src, 0]
-            hi = lo
-            for i in range(n):
-                v = y[src, i]
-                yl[i, k] = v
-                sl[i, k] = v
-                lo = min(lo, v)
-                hi = max(hi, v)
-            stop[k] = tol * (hi - lo if hi > lo else 1.0)
-            al[k] = alpha[src]
+        used = _load_lanes(y, alpha, tol, k0, yl, sl, al, stop)
         _irls_qr(yl, sl, rows, al, iters, stop, g, rf, b, buf)
         for k in range(used):
             for i in range(n):

@@ -98,7 +98,7 @@ from pydantic import Field
 
 from ._noise import noise_sigma
 from ._stencil import apply_stencil, fornberg_weights, run_rows
-from ._tvr_kernels import _CV_V, _fit_rows_qr, _irls_qr, _lanes_running
+from ._tvr_kernels import _CV_V, _fit_rows_qr, _irls_qr, _lanes_running, _load_lanes
 from ._xp import asarray_like, is_numpy, to_numpy
 from .finite_difference import build_stencil
 from .registry import MethodParams, MethodSpec, Output, register
@@ -433,19 +433,7 @@ def _fit_rows4(y, rows, alpha, iters, tol, out):  # pragma: no cover - compiled
     zp = np.empty((n + 6) * lanes)
     buf = np.empty((3, lanes))
     for k0 in range(0, r, lanes):
-        used = min(lanes, r - k0)
-        for k in range(lanes):
-            src = k0 + min(k, used - 1)
-            lo = y[src, 0]
-            hi = lo
-            for i in range(n):
-                v = y[src, i]
-                yl[i, k] = v
-                sl[i, k] = v
-                lo = min(lo, v)
-                hi = max(hi, v)
-            stop[k] = tol * (hi - lo if hi > lo else 1.0)
-            al[k] = alpha[src]
+        used = _load_lanes(y, alpha, tol, k0, yl, sl, al, stop)
         _irls_ldl3(yl, sl, rows, rrp, al, iters, stop, gp, ldp, zp, buf)
         for k in range(used):
             for i in range(n):
