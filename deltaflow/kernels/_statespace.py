@@ -601,6 +601,10 @@ def smooth_into(
         fit[pick] = both[:, n:]
 
 
+# the most bytes of gains (and their stacked copy) one pass of :func:`ml_search` holds
+ML_GAINS_BYTES = 1 << 28
+
+
 def ml_search(
     u: np.ndarray,
     obs: np.ndarray,
@@ -617,17 +621,27 @@ def ml_search(
     dof = float(obs.sum()) - d
 
     last: dict[float, Gains] = {}  # the previous call's: neighbouring fine points overlap
+    # gains of the likelihood (fs, ks, sinv, es) per grid value, and the stacked copy that
+    # innovation_rss_many reads: the values of one pass over the rows are limited to
+    # ML_GAINS_BYTES (all 25 coarse values of a 65,536-sample series took ~1 GiB)
+    per_value = 2 * 8 * u.shape[0] * (d * d + 2 * d + 1)
+    chunk = max(1, ML_GAINS_BYTES // per_value)
 
     def many(values: np.ndarray, sel: np.ndarray) -> tuple:
-        made = {}
-        for v in map(float, values):
-            made[v] = last[v] if v in last else gains(u, obs, d, rho_of(v), smoother=False)
-        last.clear()
-        last.update(made)
-        gl = [made[float(v)] for v in values]
-        rss = np.maximum(innovation_rss_many(gl, ys, sel), 1e-300).T  # (values, rows)
-        const = np.array([gn.log_det_innovations() for gn in gl])[:, None]
-        return -0.5 * (dof * np.log(rss / dof) + const), rss
+        scores, rsss = [], []
+        for a in range(0, len(values), chunk):
+            part = values[a : a + chunk]
+            made = {}
+            for v in map(float, part):
+                made[v] = last[v] if v in last else gains(u, obs, d, rho_of(v), smoother=False)
+            last.clear()
+            last.update(made)
+            gl = [made[float(v)] for v in part]
+            rss = np.maximum(innovation_rss_many(gl, ys, sel), 1e-300).T  # (values, rows)
+            const = np.array([gn.log_det_innovations() for gn in gl])[:, None]
+            scores.append(-0.5 * (dof * np.log(rss / dof) + const))
+            rsss.append(rss)
+        return np.concatenate(scores), np.concatenate(rsss)
 
     def loglik(v: float, sel: np.ndarray) -> tuple:
         score, rss = many(np.array([v]), sel)
