@@ -17,10 +17,9 @@ UNIFORM_RTOL = 1e-9
 # value) is paid once per block: blocks get at least BLOCK_MIN_ROWS series as long as their
 # input stays within BLOCK_CAP_BYTES. Measured on 64 series of 65,536 samples (32 MiB):
 # auto 911 ms per series in blocks of 8, 442 in one of 32 (before spectral's wrap test was
-# fixed), 250 / 151 in blocks of 32 / 64 after. The call's peak resident memory over the
-# process's before it rose from 1.0 to 1.1 GiB for auto (its per-call arrays dominate) and
-# from 0.10 to 0.40 GiB for spectral (~13x a block's input): the cap keeps a block's share
-# under ~0.45 GiB per task
+# fixed), 250 / 151 in blocks of 32 / 64 after. Spectral's temporaries are ~13x a block's
+# input (the call's peak resident memory over the process's: +0.10 GiB in blocks of 8,
+# +0.40 in one of 64): the cap keeps a block's share under ~0.45 GiB per task
 BLOCK_MIN_ROWS = 64
 BLOCK_CAP_BYTES = 1 << 25
 
