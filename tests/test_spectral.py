@@ -243,3 +243,30 @@ def test_explicit_periodic_flag_overrides_the_choice():
         np.exp(x), x, method="spectral", cutoff=0.5, return_choices=True
     )
     assert set(chosen) == {"cutoff", "extension"} and chosen["extension"] == REFLECT
+
+
+@pytest.mark.parametrize("kind", ["periodic", "closed"])
+@pytest.mark.parametrize("n", [8, 57, 1000])
+def test_wrap_fits_are_quadratic_least_squares_on_either_side(kind: str, n: int) -> None:
+    """The wrap test's kernel: at each point, value and slope of the quadratic least-squares
+    fit to the k samples ending there minus those of the fit to the k starting there (for
+    the wrap: the series' last k samples against its first k, a step apart unless closed)."""
+    from deltaflow.kernels import spectral
+
+    y = np.random.default_rng(n).standard_normal((3, n))
+    left, right, lstart, rstart = spectral._wrap_plan(n, kind)
+    k = left.shape[1]
+    got = np.empty((3, lstart.size, 2))
+    spectral._fit_differences(y, left, right, lstart, rstart, got)
+    gap = 0.0 if kind == "closed" else 1.0
+    t = np.arange(k, dtype=float)
+    for j in (0, lstart.size // 2, lstart.size - 1):
+        cl = np.polyfit(t, y[:, lstart[j] : lstart[j] + k].T, 2)  # (3, rows), highest first
+        cr = np.polyfit(t, y[:, rstart[j] : rstart[j] + k].T, 2)
+        at_l, at_r = k - 1 + 0.5 * gap, -0.5 * gap  # the same point seen from either side
+        value = np.polyval(cl, at_l) - np.polyval(cr, at_r)
+        slope = (2 * cl[0] * at_l + cl[1]) - (2 * cr[0] * at_r + cr[1])
+        np.testing.assert_allclose(got[:, j, 0], value, atol=1e-10)
+        np.testing.assert_allclose(got[:, j, 1], slope, atol=1e-10)
+    # the wrap: the last k samples against the first k
+    assert lstart[0] == n - k and rstart[0] == 0
