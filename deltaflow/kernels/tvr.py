@@ -176,6 +176,34 @@ def _weight_floor(big, alpha):  # pragma: no cover - compiled
     return max(1e-6 * big, 1e-10 * alpha, 1e-300)
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _lane_weights(rows, s, alpha, g, big, eps, acc):  # pragma: no cover - compiled
+    """The reweighting's weights of every lane: g[j, k] = alpha[k] / max(|(D s)[j, k]|,
+    eps[k]) for difference rows (m, w) and fits s (n, lanes), eps the floor of
+    :func:`_weight_floor` from big (lanes,), the largest |D s|; acc (lanes,) is scratch.
+    The sums run over each row's points in order."""
+    m, w = rows.shape
+    lanes = big.shape[0]
+    for k in range(lanes):
+        big[k] = 0.0
+    for j in range(m):
+        for k in range(lanes):
+            acc[k] = 0.0
+        for a in range(w):
+            rja = rows[j, a]
+            for k in range(lanes):
+                acc[k] += rja * s[j + a, k]
+        for k in range(lanes):
+            v = abs(acc[k])
+            g[j, k] = v
+            big[k] = max(big[k], v)
+    for k in range(lanes):
+        eps[k] = _weight_floor(big[k], alpha[k])
+    for j in range(m):
+        for k in range(lanes):
+            g[j, k] = alpha[k] / max(g[j, k], eps[k])
+
+
 @numba.njit(nogil=True, cache=True, error_model="numpy")
 def _solve(y, s, rows, alpha, iters, tol, band, chol, g, z):  # pragma: no cover - compiled
     """IRLS for one series: s <- argmin 1/2|s - y|^2 + alpha sum |rows . s| (s in/out)."""
@@ -278,23 +306,7 @@ def _solve_lanes(y, s, rows, alpha, iters, tol, band, chol, g, z, acc):  # pragm
         if rng[k] == 0.0:
             rng[k] = 1.0
     for _ in range(iters):
-        for k in range(lanes):
-            big[k] = 0.0
-        for j in range(m):
-            for k in range(lanes):
-                acc[k] = 0.0
-            for a in range(w):
-                rja = rows[j, a]
-                for k in range(lanes):
-                    acc[k] += rja * s[j + a, k]
-            for k in range(lanes):
-                g[j, k] = abs(acc[k])
-                big[k] = max(big[k], g[j, k])
-        for k in range(lanes):
-            eps[k] = _weight_floor(big[k], alpha[k])
-        for j in range(m):
-            for k in range(lanes):
-                g[j, k] = alpha[k] / max(g[j, k], eps[k])
+        _lane_weights(rows, s, alpha, g, big, eps, acc)
         for i in range(n):
             for k in range(lanes):
                 band[i, 0, k] = 1.0
@@ -487,24 +499,7 @@ def _irls_ldl(y, s, rows, rr, alpha, iters, stop, g, ld, z, buf):  # pragma: no 
     for k in range(_CV_V):
         act[k] = 1.0
     for _ in range(iters):
-        for k in range(_CV_V):
-            big[k] = 0.0
-        for j in range(m):
-            for k in range(_CV_V):
-                z[0, k] = 0.0
-            for a in range(w):
-                rja = rows[j, a]
-                for k in range(_CV_V):
-                    z[0, k] += rja * s[j + a, k]
-            for k in range(_CV_V):
-                v = abs(z[0, k])
-                g[j, k] = v
-                big[k] = max(big[k], v)
-        for k in range(_CV_V):
-            eps[k] = _weight_floor(big[k], alpha[k])
-        for j in range(m):
-            for k in range(_CV_V):
-                g[j, k] = alpha[k] / max(g[j, k], eps[k])
+        _lane_weights(rows, s, alpha, g, big, eps, z[0])
         # factor row by row; u[d] = A[i, i - d] - sum_t u_t L[i - d, t]  (= L[i, i-d] D)
         for i in range(n):
             dmax = min(i, q)
