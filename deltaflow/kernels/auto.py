@@ -328,6 +328,9 @@ class Tuning:
 # the length the tunings' bounds were set for (the published benchmarks' longest series);
 # longer series raise the bounds of a tuning that ``grows``
 REF_N = 401
+# the septic spline's smoothing goes as the kernel width (in samples) to the power 8: the
+# decades its bounds rise per decade of length (``Tuning.grows``, :func:`_spline_grid`)
+SPLINE_GROWS = 8.0
 
 
 def _spline_grid(sigma: np.ndarray, n_half: int) -> np.ndarray:
@@ -336,7 +339,7 @@ def _spline_grid(sigma: np.ndarray, n_half: int) -> np.ndarray:
     goes as the width**8). Always 22 values (0.5 decades apart up to REF_N samples, wider
     steps beyond): each is a spline fit of both halves, the bulk of auto's time on long
     series, and the cross-validated value carries only 1 - ``ML_WEIGHT`` of the choice."""
-    top = 9.5 + 8.0 * np.log10(max(n_half / (REF_N // 2), 1.0))
+    top = 9.5 + SPLINE_GROWS * np.log10(max(n_half / (REF_N // 2), 1.0))
     step = max(0.5, (top + 1.0) / 21.0)
     return np.tile(10.0 ** np.arange(-1.0, top + 0.01, step)[:, None], (1, sigma.size))
 
@@ -352,7 +355,7 @@ TUNINGS: dict[str, Tuning] = {
         # the septic spline reproduces a cubic to ~1e-12 at smoothings up to 1e16 (measured
         # on the benchmark's lengths); on longer series the bound rises with the width**8
         hi=10**13,
-        grows=8.0,
+        grows=SPLINE_GROWS,
     ),
     "savgol": Tuning(
         "window",
