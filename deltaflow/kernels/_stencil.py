@@ -156,8 +156,9 @@ def run_rows(func: Any, y2: np.ndarray, out2: np.ndarray, *args: Any) -> None:
 
 
 @numba.njit(nogil=True, cache=True)
-def _apply_uniform(y, center, left_t, right_t, out):  # pragma: no cover - compiled
-    """Per row: the interior as a convolution with ``center``, the ends by their rows.
+def _apply_uniform(y, rows, center, left_t, right_t, out):  # pragma: no cover - compiled
+    """Per row listed in ``rows``: the interior as a convolution with ``center``, the ends
+    by their rows (out's other rows untouched).
 
     The interior accumulates tap by tap in tap order, four taps per pass over the row
     (each point's sum is the same sequence of rounded products and additions as one tap
@@ -166,7 +167,7 @@ def _apply_uniform(y, center, left_t, right_t, out):  # pragma: no cover - compi
     (in float64, over the samples in order) advance together, one sample per pass, instead
     of one row's chain of dependent additions at a time.
     """
-    rows, n = y.shape
+    n = y.shape[1]
     w = center.shape[0]
     h = (w - 1) // 2
     m = n - 2 * h
@@ -174,7 +175,7 @@ def _apply_uniform(y, center, left_t, right_t, out):  # pragma: no cover - compi
     wr = right_t.shape[0]
     acc_l = np.empty(h)
     acc_r = np.empty(h)
-    for r in range(rows):
+    for r in rows:
         yr = y[r]
         mid = out[r, h : h + m]
         c0 = center[0]
@@ -219,10 +220,11 @@ def _apply_uniform(y, center, left_t, right_t, out):  # pragma: no cover - compi
 
 
 @numba.njit(nogil=True, cache=True)
-def _apply_banded(y, table, start, out):  # pragma: no cover - compiled
-    rows, n = y.shape
+def _apply_banded(y, rows, table, start, out):  # pragma: no cover - compiled
+    """Per row listed in ``rows``: point i is table[i] applied to y[r, start[i]:]."""
+    n = y.shape[1]
     w = table.shape[1]
-    for r in range(rows):
+    for r in rows:
         yr = y[r]
         orow = out[r]
         for i in range(n):
@@ -236,27 +238,74 @@ def _apply_banded(y, table, start, out):  # pragma: no cover - compiled
 def apply_stencil(st: Stencil, y: Any, xp: ModuleType) -> Any:
     """Apply a stencil along the last axis of y (..., n); returns a new array, y's dtype."""
     if is_numpy(xp):
-        return _apply_numpy(st, y)
+        return _apply_numpy([st], None, y)
     return _apply_generic(st, y, xp)
 
 
-def _apply_numpy(st: Stencil, y: np.ndarray) -> np.ndarray:
+def apply_stencils(stencils: list[Stencil], which: Any, y: Any, xp: ModuleType) -> Any:
+    """Series i of y (..., n) through ``stencils[which[i]]`` (which: ints, y.shape[:-1]).
+
+    For per-series parameters (one window per series): on NumPy one threaded pass writes
+    every row in place, each through its own stencil, without gathering the rows of a
+    stencil into a copy; other namespaces take each stencil's rows, apply it, and put the
+    results back in order.
+    """
+    which = np.asarray(which, dtype=np.int64).reshape(-1)
+    if len(stencils) == 1:
+        return apply_stencil(stencils[0], y, xp)
+    if is_numpy(xp):
+        return _apply_numpy(stencils, which, y)
+    n = y.shape[-1]
+    y2 = xp.reshape(y, (-1, n))
+    groups = [(st, np.flatnonzero(which == g)) for g, st in enumerate(stencils)]
+    groups = [(st, rows) for st, rows in groups if rows.size]
+    parts = [
+        _apply_generic(st, xp.take(y2, asarray_like(rows, xp, dtype=xp.int64), axis=0), xp)
+        for st, rows in groups
+    ]
+    # the groups' rows in order, then back to the original row order (no fancy setitem,
+    # so CuPy and array-API namespaces take the same path)
+    back = asarray_like(np.argsort(np.concatenate([rows for _, rows in groups])), xp, xp.int64)
+    return xp.reshape(xp.take(xp.concat(parts, axis=0), back, axis=0), y.shape)
+
+
+def _apply_numpy(stencils: list[Stencil], which: np.ndarray | None, y: np.ndarray) -> np.ndarray:
+    """Row r of y through stencils[which[r]] (all through stencils[0] when which is None),
+    each stencil's rows split evenly over the threads."""
     shape = y.shape
     n = shape[-1]
     y2 = np.ascontiguousarray(y).reshape(-1, n)
     out2 = np.empty_like(y2)
     dt = y2.dtype
-    if st.uniform:
-        run_rows(
-            _apply_uniform,
-            y2,
-            out2,
-            st.center.astype(dt),
-            np.ascontiguousarray(st.left.T, dtype=dt),
-            np.ascontiguousarray(st.right.T, dtype=dt),
-        )
+    nrows = y2.shape[0]
+    nt = _threads_for(y2.size)
+    tasks = []
+    if which is None:
+        members = [np.arange(nrows, dtype=np.int64)]
     else:
-        run_rows(_apply_banded, y2, out2, st.table.astype(dt), st.start)
+        order = np.argsort(which, kind="stable")
+        edges = np.searchsorted(which[order], np.arange(len(stencils) + 1))
+        members = [order[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    for st, rows in zip(stencils, members, strict=True):
+        if rows.size == 0:
+            continue
+        if st.uniform:
+            func = _apply_uniform
+            args: tuple[Any, ...] = (
+                st.center.astype(dt),
+                np.ascontiguousarray(st.left.T, dtype=dt),
+                np.ascontiguousarray(st.right.T, dtype=dt),
+            )
+        else:
+            func, args = _apply_banded, (st.table.astype(dt), st.start)
+        tasks += [(func, part, args) for part in np.array_split(rows, min(nt, rows.size))]
+    if nt <= 1:
+        for func, part, args in tasks:
+            func(y2, part, *args, out2)
+    else:
+        futs = [_pool().submit(func, y2, part, *args, out2) for func, part, args in tasks]
+        for f in futs:
+            f.result()
     return out2.reshape(shape)
 
 

@@ -11,7 +11,7 @@ to the ``window`` samples around it. Near an end the window stays full and shift
 
 ``window=None`` chooses the window per series from the whole series with a
 derivative-targeted plug-in rule (see ``_bandwidth``), bounded by ``max_window``; series
-that pick different windows are grouped, one stencil per distinct window.
+that pick different windows each go through their own window's stencil in one pass.
 """
 
 from __future__ import annotations
@@ -25,8 +25,14 @@ from pydantic_core import PydanticCustomError
 
 from ._bandwidth import choose_window
 from ._localpoly import derivative_rows, fit_operator
-from ._stencil import Stencil, apply_stencil, banded_stencil, local_window_starts
-from ._xp import asarray_like, to_numpy
+from ._stencil import (
+    Stencil,
+    apply_stencil,
+    apply_stencils,
+    banded_stencil,
+    local_window_starts,
+)
+from ._xp import to_numpy
 from .api import uniform_step
 from .registry import MethodParams, MethodSpec, Output, register
 
@@ -163,20 +169,14 @@ def _apply(
         w = int(np.ravel(windows)[0]) if np.ndim(windows) else int(windows)
         outs = [apply_stencil(build_stencil(x, w, params.polyorder, k), y, xp) for k in orders]
         return Output(outs[0], outs[1] if smoothed else None)
-    # several windows: group the series by window, one stencil per group
-    n = y.shape[-1]
-    y2 = xp.reshape(y, (-1, n))
-    flat = np.ravel(windows)
-    groups = [(int(w), np.flatnonzero(flat == w)) for w in np.unique(flat)]
-    parts: list[list[Any]] = [[] for _ in orders]
-    for w, rows in groups:
-        part = xp.take(y2, asarray_like(rows, xp, dtype=xp.int64), axis=0)
-        for res, k in zip(parts, orders, strict=True):
-            res.append(apply_stencil(build_stencil(x, w, params.polyorder, k), part, xp))
-    # the groups' rows in order, then back to the original row order (no fancy setitem,
-    # so CuPy and array-API namespaces take the same path)
-    back = asarray_like(np.argsort(np.concatenate([rows for _, rows in groups])), xp, xp.int64)
-    outs = [xp.reshape(xp.take(xp.concat(res, axis=0), back, axis=0), y.shape) for res in parts]
+    # several windows: one stencil per distinct window, each series through its own
+    distinct, which = np.unique(np.ravel(windows), return_inverse=True)
+    outs = [
+        apply_stencils(
+            [build_stencil(x, int(w), params.polyorder, k) for w in distinct], which, y, xp
+        )
+        for k in orders
+    ]
     return Output(outs[0], outs[1] if smoothed else None)
 
 
