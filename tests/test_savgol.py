@@ -121,11 +121,15 @@ def test_automatic_window_beats_fixed_default_on_noise_and_is_near_best():
 
 def test_automatic_window_is_clipped_to_bounds():
     x, y = _noisy_sin([1.0, 0.0], n=300)
-    _, chosen = dfl.differentiate_array(y, x, method="savgol", max_window=31, return_choices=True)
+    with pytest.warns(RuntimeWarning, match="max_window=31 on 1 of 2 series of 300"):
+        _, chosen = dfl.differentiate_array(
+            y, x, method="savgol", max_window=31, return_choices=True
+        )
     assert chosen["window"][0] == 31
-    d, chosen = dfl.differentiate_array(
-        y, x, method="savgol", polyorder=4, order=2, return_choices=True
-    )
+    with pytest.warns(RuntimeWarning, match="max_window=101 on 1 of 2 series"):
+        d, chosen = dfl.differentiate_array(
+            y, x, method="savgol", polyorder=4, order=2, return_choices=True
+        )
     assert 5 <= chosen["window"][1] < chosen["window"][0] == 101
     np.testing.assert_allclose(d[1], -np.sin(x), atol=1e-3)
     # a short series caps the window at its length (pure noise on a line wants it all)
@@ -281,3 +285,22 @@ def test_row_medians_equal_numpy():
             warnings.simplefilter("ignore", RuntimeWarning)
             ref = np.nanmedian(a, axis=1)
         np.testing.assert_array_equal(bw._nanmedian(a), ref)
+
+
+@pytest.mark.parametrize("method", ["savgol", "lowess"])
+def test_window_stopped_by_max_window_is_a_warning_naming_the_remedy(method):
+    """Long noisy series want windows wider than max_window: the choice says so (how many
+    series, the cap, the allowed range) and widening the cap removes both the warning and
+    most of the error; a cap at the series' own length, or windows below it, stay silent."""
+    import warnings
+
+    x, y = _noisy_sin([0.02, 0.02, 0.0], n=1000)
+    with pytest.warns(RuntimeWarning, match=rf"{method}: .*max_window=25 on 2 of 3 series"):
+        capped = dfl.differentiate_array(y, x, method=method, max_window=25)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        wide = dfl.differentiate_array(y, x, method=method, max_window=201)
+        dfl.differentiate_array(y[:, :21], x[:21], method=method, max_window=25)
+        dfl.differentiate_array(y[2:], x, method=method, max_window=25)  # noise-free
+    err = [np.sqrt(np.mean((d[:2, 100:-100] - np.cos(x[100:-100])) ** 2)) for d in (capped, wide)]
+    assert err[1] < 0.5 * err[0]

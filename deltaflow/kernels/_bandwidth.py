@@ -699,3 +699,25 @@ def choose_window(
     h = float(x[-1] - x[0]) / (n - 1)
     windows = plugin_window(sigma, rough, rough_end, h, n, degree, deriv, wmin, wmax, kernel)
     return windows, sigma
+
+
+def warn_at_cap(windows: np.ndarray, n: int, wmax: int, method: str) -> None:
+    """RuntimeWarning when automatic windows stopped at ``max_window`` on some series.
+
+    A window at the cap (below the series' own length) means the plug-in MSE was still
+    falling there: the data ask for a wider window, and the derivative carries more noise
+    than the rule would leave. Silent when the series' length, not the cap, is the limit.
+    """
+    if wmax >= (n if n % 2 else n - 1):
+        return
+    hit = int(np.count_nonzero(np.asarray(windows) >= wmax))
+    if hit:
+        warnings.warn(
+            f"{method}: the automatic window stopped at max_window={wmax} on {hit} of "
+            f"{np.size(windows)} series of {n} samples; the data call for a wider window and "
+            f"the derivative is noisier than it needs to be: pass a larger max_window (odd, "
+            f"up to {n if n % 2 else n - 1}; it sets the chunk halo, (max_window - 1) / 2 "
+            "samples) or use method 'spline' or 'auto'",
+            RuntimeWarning,
+            stacklevel=2,
+        )

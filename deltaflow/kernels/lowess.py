@@ -35,7 +35,7 @@ import numba
 import numpy as np
 from pydantic import Field, field_validator
 
-from ._bandwidth import _median, _nanmedian, choose_window
+from ._bandwidth import _median, _nanmedian, choose_window, warn_at_cap
 from ._localpoly import tricube, tricube_reach
 from ._stencil import _pool, _threads_for, local_window_starts, run_rows
 from ._xp import asarray_like, to_numpy
@@ -471,6 +471,7 @@ def _choose(y: Any, x: np.ndarray, order: int, params: LowessParams, xp: Any) ->
         windows, _ = choose_window(
             _fill_gaps(y2, x), x, params.degree, order, MIN_WINDOW, params.max_window, "tricube"
         )
+        warn_at_cap(windows, x.shape[0], params.max_window, "lowess")
         chosen["window"] = windows.reshape(batch)
     else:
         windows = params.window

@@ -10,8 +10,10 @@ to the ``window`` samples around it. Near an end the window stays full and shift
   weight table comes from one batched pseudo-inverse of the stacked design matrices.
 
 ``window=None`` chooses the window per series from the whole series with a
-derivative-targeted plug-in rule (see ``_bandwidth``), bounded by ``max_window``; series
-that pick different windows each go through their own window's stencil in one pass.
+derivative-targeted plug-in rule (see ``_bandwidth``), bounded by ``max_window`` (a
+RuntimeWarning names the series whose window stopped there: long, densely sampled series
+need wider windows than the default cap); series that pick different windows each go
+through their own window's stencil in one pass.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from ._bandwidth import choose_window
+from ._bandwidth import choose_window, warn_at_cap
 from ._localpoly import derivative_rows, fit_operator
 from ._stencil import (
     Stencil,
@@ -150,6 +152,7 @@ def _choose(y: Any, x: np.ndarray, order: int, params: SavgolParams, xp: Any) ->
     y2 = yh.reshape(-1, yh.shape[-1])
     wmin = min_window(params.polyorder)
     windows, _ = choose_window(y2, x, params.polyorder, order, wmin, params.max_window)
+    warn_at_cap(windows, x.shape[0], params.max_window, "savgol")
     return {"window": windows.reshape(yh.shape[:-1])}
 
 
