@@ -126,10 +126,9 @@ def test_automatic_window_is_clipped_to_bounds():
             y, x, method="savgol", max_window=31, return_choices=True
         )
     assert chosen["window"][0] == 31
-    with pytest.warns(RuntimeWarning, match="max_window=101 on 1 of 2 series"):
-        d, chosen = dfl.differentiate_array(
-            y, x, method="savgol", polyorder=4, order=2, return_choices=True
-        )
+    d, chosen = dfl.differentiate_array(  # a cap over an eighth of the series: no warning
+        y, x, method="savgol", polyorder=4, order=2, return_choices=True
+    )
     assert 5 <= chosen["window"][1] < chosen["window"][0] == 101
     np.testing.assert_allclose(d[1], -np.sin(x), atol=1e-3)
     # a short series caps the window at its length (pure noise on a line wants it all)
@@ -291,7 +290,7 @@ def test_row_medians_equal_numpy():
 def test_window_stopped_by_max_window_is_a_warning_naming_the_remedy(method):
     """Long noisy series want windows wider than max_window: the choice says so (how many
     series, the cap, the allowed range) and widening the cap removes both the warning and
-    most of the error; a cap at the series' own length, or windows below it, stay silent."""
+    most of the error; a cap over an eighth of the series, or windows below it, stay silent."""
     import warnings
 
     x, y = _noisy_sin([0.02, 0.02, 0.0], n=1000)

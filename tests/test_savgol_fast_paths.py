@@ -250,3 +250,30 @@ def test_per_series_stencils_equal_each_stencil_on_its_rows(threaded, irregular,
         alone = apply_stencil(st, y, np)
         np.testing.assert_array_equal(got[which == g], alone[which == g])
     assert not np.array_equal(got[which == 0], apply_stencil(stencils[1], y, np)[which == 0])
+
+
+@pytest.mark.parametrize("kernel", ["uniform", "tricube"])
+def test_window_moments_equal_sums_of_explicit_weights(kernel):
+    """window_moments (Legendre normal equations, no weights formed) gives the sums of the
+    explicit least-squares weights of every point: the centre's and each end point's
+    derivative weights by a pseudo-inverse fit, their squares and bias moments summed."""
+    import math
+
+    from deltaflow.kernels._localpoly import fit_operator, tricube, tricube_reach, window_moments
+
+    for w in (5, 11, 31, 77):
+        half = w // 2
+        for degree in range(1, min(6, w - 1)):
+            for deriv in range(1, min(degree, 3) + 1):
+                q = bw.bias_order(degree, deriv)
+                got = np.empty((half + 1, 2))
+                window_moments(w, degree, deriv, q, kernel == "tricube", got)
+                for k, i in enumerate([half, *range(half)]):
+                    qk = q if k == 0 else degree + 1
+                    dist = np.arange(w) - float(i)
+                    span = np.max(np.abs(dist))
+                    t = dist / span
+                    kw = tricube(t / tricube_reach(half)) if kernel == "tricube" else None
+                    e = math.factorial(deriv) * fit_operator(t, degree, kw)[deriv] / span**deriv
+                    want = (np.sum(e**2), np.sum(e * dist**qk) / math.factorial(qk))
+                    np.testing.assert_allclose(got[k], want, rtol=1e-9, atol=1e-12 * abs(want[0]))

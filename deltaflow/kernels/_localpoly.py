@@ -3,16 +3,18 @@
 A least-squares polynomial of degree p fitted to a window (optionally weighted by a kernel)
 gives every derivative at any point as a fixed linear combination of the window's samples.
 Savitzky–Golay filters and the equivalent kernels of lowess are such combinations; the
-automatic window choice (``_bandwidth``) measures their variance and bias from the weights.
-Coordinates are scaled to [-1, 1] before fitting so the Vandermonde systems stay well
-conditioned for windows of any length.
+automatic window choice (``_bandwidth``) needs only their sums of squares and moments,
+which :func:`window_moments` gets from the fit's small normal equations in a Legendre basis
+without forming the weights (memory O(window), not O(window**2) per window).
+Coordinates are scaled to [-1, 1] before fitting so the systems stay well conditioned for
+windows of any length.
 """
 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
+import numba
 import numpy as np
 
 
@@ -55,37 +57,110 @@ def tricube_reach(half: int) -> float:
     return (half + 1.0) / half
 
 
-@lru_cache(maxsize=512)
-def centre_weights(window: int, degree: int, deriv: int, kernel: str = "uniform") -> np.ndarray:
-    """Weights (window,) of the deriv-th derivative at a window's centre, unit spacing.
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def window_moments(w, degree, deriv, q, tricube_kernel, out):  # pragma: no cover - compiled
+    """Variance and bias factors of the fit over the window of w samples, every point.
 
-    ``kernel`` is "uniform" (Savitzky–Golay) or "tricube" (lowess). Read-only array.
+    For the centre point (index 0 of ``out``) and each of the first half = (w - 1) // 2
+    points (indices 1..half), with e the weights of the deriv-th derivative at that point
+    at unit spacing (the point's own polynomial fit to samples 0..w-1, for lowess with the
+    tricube centred on the point and reaching its farthest sample): out[k, 0] = sum(e**2)
+    and out[k, 1] = sum(e_j (j - i)**qk) / qk!, qk = q at the centre and degree + 1 at the
+    ends. No weight vector is formed: the fit is in the Legendre basis on the window
+    scaled to [-1, 1] (a well-conditioned Gram matrix at any length), so the sums come
+    from (degree + 1)-square systems; O(w) per point (the uniform kernel's Gram matrix is
+    formed once per window).
     """
-    half = (window - 1) // 2
-    offsets = np.arange(-half, half + 1, dtype=np.float64)
-    t = offsets / half
-    k = tricube(t / tricube_reach(half)) if kernel == "tricube" else None
-    op = fit_operator(t, degree, k)
-    w = math.factorial(deriv) * op[deriv] / float(half) ** deriv
-    w.setflags(write=False)
-    return w
-
-
-@lru_cache(maxsize=512)
-def end_weights(window: int, degree: int, deriv: int, kernel: str = "uniform") -> np.ndarray:
-    """Weights (half, window) of the deriv-th derivative at the first half points, unit spacing.
-
-    Point i (0 <= i < half) uses the first full window, samples 0..window-1, fitted around
-    itself (for lowess the tricube is centred on the point and reaches its farthest
-    sample); the last half points mirror these. Read-only array.
-    """
-    half = (window - 1) // 2
-    i = np.arange(half, dtype=np.float64)[:, None]
-    dist = np.arange(window, dtype=np.float64)[None, :] - i
-    span = np.max(np.abs(dist), axis=1, keepdims=True)
-    t = dist / span
-    k = tricube(t / tricube_reach(half)) if kernel == "tricube" else None
-    op = fit_operator(t, degree, k)  # (half, degree + 1, window)
-    w = math.factorial(deriv) * op[:, deriv, :] / span**deriv
-    w.setflags(write=False)
-    return w
+    half = (w - 1) // 2
+    ncoef = degree + 1
+    reach = (half + 1.0) / half
+    du = 2.0 / (w - 1)  # d u / d j
+    phi = np.empty((w, ncoef))
+    for j in range(w):
+        u = j * du - 1.0
+        phi[j, 0] = 1.0
+        if ncoef > 1:
+            phi[j, 1] = u
+        for a in range(1, ncoef - 1):
+            phi[j, a + 1] = ((2 * a + 1) * u * phi[j, a] - a * phi[j, a - 1]) / (a + 1)
+    # derivatives of the Legendre polynomials at a point: dp[k, a] = P_a^(k)(u)
+    dp = np.empty((deriv + 1, ncoef))
+    gram = np.empty((ncoef, ncoef))
+    sq = np.empty((ncoef, ncoef))
+    mom = np.empty(ncoef)
+    chol = np.zeros((ncoef, ncoef))
+    g = np.empty(ncoef)
+    kw = np.empty(w)
+    for k in range(half + 1):
+        i = half if k == 0 else k - 1  # the point
+        qk = q if k == 0 else degree + 1
+        span = float(max(i, w - 1 - i))
+        for j in range(w):
+            if tricube_kernel:
+                t = min(abs((j - i) / span / reach), 1.0)
+                kw[j] = (1.0 - t * t * t) ** 3
+            else:
+                kw[j] = 1.0
+        mom[:] = 0.0
+        for j in range(w):
+            d = float(j - i)
+            pw = kw[j]
+            for _ in range(qk):  # an integer power by products (pow per sample is slower)
+                pw *= d
+            for a in range(ncoef):
+                mom[a] += pw * phi[j, a]
+        if k == 0 or tricube_kernel:  # the uniform kernel's Gram matrix is the window's
+            gram[:, :] = 0.0
+            sq[:, :] = 0.0
+            for j in range(w):
+                kj = kw[j]
+                for a in range(ncoef):
+                    fa = kj * phi[j, a]
+                    for b in range(a + 1):
+                        gram[a, b] += fa * phi[j, b]
+                        sq[a, b] += fa * kj * phi[j, b]
+            for a in range(ncoef):
+                for b in range(a + 1, ncoef):
+                    gram[a, b] = gram[b, a]
+                    sq[a, b] = sq[b, a]
+        u = i * du - 1.0
+        for c in range(deriv + 1):
+            for a in range(ncoef):
+                dp[c, a] = 0.0
+        dp[0, 0] = 1.0
+        if ncoef > 1:
+            dp[0, 1] = u
+        for a in range(1, ncoef - 1):
+            dp[0, a + 1] = ((2 * a + 1) * u * dp[0, a] - a * dp[0, a - 1]) / (a + 1)
+        for c in range(1, deriv + 1):  # P'_(a+1) = P'_(a-1) + (2a + 1) P_a, per order
+            for a in range(ncoef - 1):
+                prev = dp[c, a - 1] if a >= 1 else 0.0
+                dp[c, a + 1] = prev + (2 * a + 1) * dp[c - 1, a]
+        # g = gram^-1 (d^deriv / dj^deriv of the basis at the point), so that the weights
+        # are e_j = k_j g . phi_j; by Cholesky (loops rather than np.linalg: a fraction of
+        # the compile time)
+        if k == 0 or tricube_kernel:
+            for a in range(ncoef):
+                for b in range(a + 1):
+                    v = gram[a, b]
+                    for c in range(b):
+                        v -= chol[a, c] * chol[b, c]
+                    chol[a, b] = math.sqrt(v) if a == b else v / chol[b, b]
+        for a in range(ncoef):
+            v = dp[deriv, a] * du**deriv
+            for c in range(a):
+                v -= chol[a, c] * g[c]
+            g[a] = v / chol[a, a]
+        for a in range(ncoef - 1, -1, -1):
+            v = g[a]
+            for c in range(a + 1, ncoef):
+                v -= chol[c, a] * g[c]
+            g[a] = v / chol[a, a]
+        var = 0.0
+        bias = 0.0
+        for a in range(ncoef):
+            bias += g[a] * mom[a]
+            for b in range(ncoef):
+                var += g[a] * sq[a, b] * g[b]
+        out[k, 0] = var
+        out[k, 1] = bias / math.gamma(qk + 1.0)
