@@ -139,7 +139,8 @@ def choice_keys(plan: Plan, x: np.ndarray) -> list[tuple[str, np.dtype]]:
     """Names and dtypes of the method's per-series choices, from a one-series probe.
 
     The engine needs them to lay out the graph before any data is read; the probe is a
-    smooth signal with a little noise on the real coordinate (host memory O(n)).
+    smooth signal with a little noise on the real coordinate (host memory O(n)); what the
+    method warns about it is silenced (it is not the user's data).
     """
     if plan.spec.choose is None:
         return []
@@ -155,7 +156,9 @@ def _probe(plan: Plan, x: np.ndarray) -> list[tuple[str, np.dtype]]:
     rng = np.random.default_rng(0)
     probe = np.sin(2 * np.pi * (xs - xs[0]) / span)[None, :]
     probe = probe + 0.01 * rng.standard_normal(probe.shape)
-    chosen = plan.spec.choose(probe, xs, plan.order, plan.params, np)
+    with warnings.catch_warnings():  # warnings about the synthetic probe would mislead
+        warnings.simplefilter("ignore")
+        chosen = plan.spec.choose(probe, xs, plan.order, plan.params, np)
     return [(k, np.asarray(v).dtype) for k, v in chosen.items()]
 
 
