@@ -90,17 +90,15 @@ def window_moments(w, degree, deriv, q, tricube_kernel, out):  # pragma: no cove
     mom = np.empty(ncoef)
     chol = np.zeros((ncoef, ncoef))
     g = np.empty(ncoef)
-    kw = np.empty(w)
+    kw = np.ones(w)
     for k in range(half + 1):
         i = half if k == 0 else k - 1  # the point
         qk = q if k == 0 else degree + 1
         span = float(max(i, w - 1 - i))
         for j in range(w):
-            if tricube_kernel:
+            if tricube_kernel:  # centred on the point; the uniform kernel's weights are 1
                 t = min(abs((j - i) / span / reach), 1.0)
                 kw[j] = (1.0 - t * t * t) ** 3
-            else:
-                kw[j] = 1.0
         mom[:] = 0.0
         for j in range(w):
             d = float(j - i)
@@ -123,15 +121,11 @@ def window_moments(w, degree, deriv, q, tricube_kernel, out):  # pragma: no cove
                 for b in range(a + 1, ncoef):
                     gram[a, b] = gram[b, a]
                     sq[a, b] = sq[b, a]
-        u = i * du - 1.0
-        for c in range(deriv + 1):
+        for a in range(ncoef):  # the basis at the point is phi's row i
+            dp[0, a] = phi[i, a]
+        for c in range(1, deriv + 1):
             for a in range(ncoef):
                 dp[c, a] = 0.0
-        dp[0, 0] = 1.0
-        if ncoef > 1:
-            dp[0, 1] = u
-        for a in range(1, ncoef - 1):
-            dp[0, a + 1] = ((2 * a + 1) * u * dp[0, a] - a * dp[0, a - 1]) / (a + 1)
         for c in range(1, deriv + 1):  # P'_(a+1) = P'_(a-1) + (2a + 1) P_a, per order
             for a in range(ncoef - 1):
                 prev = dp[c, a - 1] if a >= 1 else 0.0
