@@ -1084,12 +1084,13 @@ def throughput(
                     call(x, full[:m], 1, **params)
                     dt = time.perf_counter() - t0
                     spent += dt
-                    grown = int(min(n_series, m * budget / (3 * max(dt, 1e-9))))
-                    if reps == 0 and grown > 1.2 * m:
-                        # the probes overestimated the cost (fixed per-call costs, a first
-                        # compile): time the batch that a third of the budget holds instead
-                        m = grown
-                        continue
+                    if reps == 0:
+                        grown = int(min(n_series, m * budget / (3 * max(dt, 1e-9))))
+                        if grown > 1.2 * m:
+                            # the probes overestimated the cost (fixed per-call costs, a
+                            # first compile): time what a third of the budget holds instead
+                            m = grown
+                            continue
                     best = min(best, dt)
                     reps += 1
                     if spent + dt > budget:
