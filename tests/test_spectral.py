@@ -248,25 +248,113 @@ def test_explicit_periodic_flag_overrides_the_choice():
 @pytest.mark.parametrize("kind", ["periodic", "closed"])
 @pytest.mark.parametrize("n", [8, 57, 1000])
 def test_wrap_fits_are_quadratic_least_squares_on_either_side(kind: str, n: int) -> None:
-    """The wrap test's kernel: at each point, value and slope of the quadratic least-squares
-    fit to the k samples ending there minus those of the fit to the k starting there (for
-    the wrap: the series' last k samples against its first k, a step apart unless closed)."""
+    """The wrap test: at each point, value and slope of the quadratic least-squares fit to
+    the k samples ending there minus those of the fit to the k starting there (for the
+    wrap: the series' last k samples against its first k, a step apart unless closed); the
+    wrap's differences over the interior points' median absolute ones, the larger of the
+    two; NaN for a row with a NaN."""
     from deltaflow.kernels import spectral
 
-    y = np.random.default_rng(n).standard_normal((3, n))
+    y = np.random.default_rng(n).standard_normal((4, n))
+    y[1] += np.linspace(0.0, 3.0, n)  # a trend: a jump at the wrap
+    y[3, n // 2] = np.nan
     left, right, lstart, rstart = spectral._wrap_plan(n, kind)
     k = left.shape[1]
-    got = np.empty((3, lstart.size, 2))
-    spectral._fit_differences(y, left, right, lstart, rstart, got)
     gap = 0.0 if kind == "closed" else 1.0
     t = np.arange(k, dtype=float)
-    for j in (0, lstart.size // 2, lstart.size - 1):
+    at_l, at_r = k - 1 + 0.5 * gap, -0.5 * gap  # the same point seen from either side
+    d = np.empty((4, lstart.size, 2))
+    for j in range(lstart.size):
         cl = np.polyfit(t, y[:, lstart[j] : lstart[j] + k].T, 2)  # (3, rows), highest first
         cr = np.polyfit(t, y[:, rstart[j] : rstart[j] + k].T, 2)
-        at_l, at_r = k - 1 + 0.5 * gap, -0.5 * gap  # the same point seen from either side
-        value = np.polyval(cl, at_l) - np.polyval(cr, at_r)
-        slope = (2 * cl[0] * at_l + cl[1]) - (2 * cr[0] * at_r + cr[1])
-        np.testing.assert_allclose(got[:, j, 0], value, atol=1e-10)
-        np.testing.assert_allclose(got[:, j, 1], slope, atol=1e-10)
+        d[:, j, 0] = np.polyval(cl, at_l) - np.polyval(cr, at_r)
+        d[:, j, 1] = (2 * cl[0] * at_l + cl[1]) - (2 * cr[0] * at_r + cr[1])
+    scale = np.median(np.abs(d[:, 1:]), axis=1) / 0.6744897501960817
+    tiny = 1e-12 * (np.ptp(y, axis=-1, keepdims=True) + 1e-300)
+    want = np.max(np.abs(d[:, 0]) / (scale + tiny), axis=-1)
+    got = spectral._wrap_mismatch(y, kind)
+    np.testing.assert_allclose(got[:3], want[:3], rtol=1e-8)
+    assert np.isnan(got[3])
     # the wrap: the last k samples against the first k
     assert lstart[0] == n - k and rstart[0] == 0
+
+
+def _spectra(rows: int, nb: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Power spectra (rows, nb) of a falling signal on a chi-square noise floor, with lines,
+    a zero-noise row and a NaN row, and their floors (rows,)."""
+    rng = np.random.default_rng(seed)
+    k = np.arange(nb)
+    floor = 10.0 ** rng.uniform(-6, -2, rows)
+    power = floor[:, None] * rng.chisquare(1, (rows, nb)) + np.exp(
+        -k / rng.uniform(2, 40, (rows, 1))
+    )
+    lines = rng.integers(0, nb, rows)
+    power[np.arange(rows), lines] += 1e3 * floor  # a sinusoid's bin
+    power[1] = np.exp(-k / 5.0)
+    floor[1] = 0.0
+    power[2] = np.nan
+    floor[2] = np.nan
+    return power, floor
+
+
+@pytest.mark.parametrize("kind", ["reflect", "periodic"])
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_compiled_cutoff_rule_equals_the_array_expressions(order: int, kind: str) -> None:
+    """NumPy batches take the compiled cutoff rule; other namespaces (here: a 3-D batch,
+    which takes the array expressions) must get the same cutoffs, NaN rows included."""
+    from deltaflow.kernels import spectral
+
+    for nb, taper in ((2, 0.5), (3, 0.0), (65, 0.5), (1001, 1.5)):
+        power, floor = _spectra(40, nb, nb + order)
+        got = spectral._choose_cutoff(power, floor, order, taper, np, kind)
+        want = spectral._choose_cutoff(power[None], floor[None], order, taper, np, kind)[0]
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_estimated_error_is_noise_kept_plus_signal_lost(periodic: bool) -> None:
+    """The compiled estimate against its definition in NumPy: noise kept, sum g**2 m var
+    omega**(2 order), plus each band's excess over the floor (its median over the chi-square
+    median ratio; single bins of a periodic spectrum as they are) where it is significant,
+    times the gain lost in the band (the top band in full), over m**2."""
+    from deltaflow.kernels import spectral as sp
+
+    rows, nb, order, taper = 30, 501, 1, 0.5
+    m = 2 * (nb - 1) if not periodic else 2 * nb - 2
+    power, floor = _spectra(rows, nb, 5)
+    power[1] = np.exp(-np.arange(nb) / 5.0) + 1e-8
+    var = floor / m
+    cut = np.random.default_rng(1).uniform(0.0, 1.0, rows)
+    own = floor * np.random.default_rng(2).uniform(0.5, 2.0, rows) / m if periodic else None
+    top = nb - nb // 2
+    got = sp._estimated_error(power, m, not periodic, cut, taper, order, var, top, own)
+    med_top = np.median(power[:, nb // 2 :], axis=-1)
+    again = sp._estimated_error(power, m, not periodic, cut, taper, order, var, top, own, med_top)
+
+    k = np.arange(nb, dtype=np.float64)
+    w = (k / m) ** (2 * order)
+    g = np.asarray(sp._gain(k / (nb - 1), cut, taper, np, np.float64))
+    f0 = m * var
+    ref = f0 if own is None else np.maximum(f0, m * own)
+    want = f0 * np.sum(g * g * w, axis=-1)
+    ratio = sp._CHI2_2_MEDIAN if periodic else sp._CHI2_1_MEDIAN
+    rse = sp._MEDIAN_RSE[2 if periodic else 1]
+    rse_floor = sp._MEDIAN_RSE[1] / np.sqrt(top)
+    bands = sp._bands(nb)
+    singles = sum(1 for lo, hi in bands if hi - lo == 1)
+    single_t = np.log(singles / sp.SINGLE_BIN_FW) * (1.0 + sp.BAND_Z * rse_floor)
+    for i, (lo, hi) in enumerate(bands):
+        f = f0 if i == 0 else ref
+        if periodic and hi - lo == 1:
+            p = power[:, lo]
+            excess = np.where(p > single_t * f, p - f, 0.0)
+        else:
+            excess = np.median(power[:, lo:hi], axis=-1) / ratio - f
+            noise = sp.BAND_Z * np.hypot(rse / np.sqrt(hi - lo), rse_floor) * f
+            excess = np.where(excess > noise, excess, 0.0)
+        lost = w[lo:hi] if i == 0 else (1.0 - g[:, lo:hi]) ** 2 * w[lo:hi]
+        want = want + excess * np.sum(np.broadcast_to(lost, (rows, hi - lo)), axis=-1)
+    want = want / float(m) ** 2
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_array_equal(got, again)
+    assert np.isnan(got[2]) and np.all(np.isfinite(np.delete(got, 2)))

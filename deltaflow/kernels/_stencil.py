@@ -138,16 +138,19 @@ def _threads_for(size: int) -> int:
     return os.cpu_count() or 1
 
 
-def run_rows(func: Any, y2: np.ndarray, out2: np.ndarray, *args: Any) -> None:
-    """Run a nogil numba row kernel ``func(y2, *args, out2)`` split over threads by rows."""
+def run_rows(
+    func: Any, y2: np.ndarray, out2: np.ndarray, *args: Any, row_args: tuple[Any, ...] = ()
+) -> None:
+    """Run a nogil numba row kernel ``func(y2, *row_args, *args, out2)`` split over threads
+    by rows; ``row_args`` are further arrays with one entry per row of y2, split with it."""
     rows = y2.shape[0]
     nt = min(_threads_for(y2.size), rows)
     if nt <= 1:
-        func(y2, *args, out2)
+        func(y2, *row_args, *args, out2)
         return
     bounds = np.linspace(0, rows, nt + 1).astype(int)
     futs = [
-        _pool().submit(func, y2[a:b], *args, out2[a:b])
+        _pool().submit(func, y2[a:b], *(r[a:b] for r in row_args), *args, out2[a:b])
         for a, b in zip(bounds[:-1], bounds[1:], strict=True)
         if b > a
     ]

@@ -1,0 +1,224 @@
+"""Compiled steps of spectral's per-series choice on NumPy batches.
+
+Each kernel is the NumPy expression of spectral.py it stands for, taken one row at a time
+in cache instead of as a dozen batch-sized temporaries: the medians of bands of a power
+spectrum (the noise floor and the signal left in each band), the cutoff rule, the estimated
+derivative error of a cutoff, and the fits of the wrap test. The rules and their reasons
+are documented where they are used (spectral.py); the generic array-API path there keeps
+the NumPy expressions for other namespaces (CuPy).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ._bandwidth import _SAMPLE, _median_buf
+
+
+@numba.vectorize(["float32(complex64)", "float64(complex128)"], nopython=True, cache=True)
+def abs2(z):  # pragma: no cover - compiled
+    """|z|**2 = re**2 + im**2, elementwise (a ufunc: one pass, no strided temporaries)."""
+    return z.real * z.real + z.imag * z.imag
+
+
+@numba.njit(nogil=True, cache=True)
+def band_medians(power, bounds, out):  # pragma: no cover - compiled
+    """out[r, b] = np.median(power[r, lo:hi]) for each band (lo, hi) of bounds (nbands, 2)
+    (the exact order statistics), NaN where the band holds a NaN."""
+    rows = power.shape[0]
+    width = 1
+    for b in range(bounds.shape[0]):
+        width = max(width, bounds[b, 1] - bounds[b, 0])
+    buf = np.empty(width)
+    scratch = np.empty(width + 1 + _SAMPLE)
+    for r in range(rows):
+        for b in range(bounds.shape[0]):
+            lo, hi = bounds[b, 0], bounds[b, 1]
+            nan = False
+            for t in range(lo, hi):
+                v = power[r, t]
+                buf[t - lo] = v
+                nan |= v != v
+            out[r, b] = np.nan if nan else _median_buf(buf[: hi - lo], scratch)
+
+
+@numba.njit(nogil=True, cache=True)
+def cutoff_rows(
+    power, floor, w, thresh, line, line_side, rolloff, taper, periodic, out
+):  # pragma: no cover - compiled
+    """spectral._choose_cutoff of each row of power (rows, nb) with its floor (rows,), the
+    bin weights w (nb,) = bin**(2 order), into out (rows,).
+
+    The same operations in the same order as the NumPy expression (the median of three
+    neighbours, the running sum, the first maximum, the line test), so the same cutoffs;
+    a row with a NaN (its whole spectrum, from a NaN sample) gets 0, as there.
+    """
+    rows, nb = power.shape
+    last = nb - 1
+    for r in range(rows):
+        f = floor[r]
+        acc = 0.0
+        top = -np.inf
+        best = 0
+        nan = f != f
+        for k in range(nb):
+            b = power[r, k]
+            v = b
+            if 0 < k < last and not b > line * f:
+                a = power[r, k - 1]
+                c = power[r, k + 1]
+                v = max(min(a, b), min(max(a, b), c))
+            acc += (v - thresh * f) * w[k]
+            if acc != acc:
+                nan = True
+                break
+            if acc > top:
+                top = acc
+                best = k
+        if nan:
+            out[r] = 0.0
+            continue
+        if best >= last:
+            out[r] = 1.0
+            continue
+        at = power[r, best]
+        side = max(power[r, best - 1] if best > 0 else 0.0, power[r, best + 1])
+        lone = at > line * side
+        if periodic:
+            lone = lone or side < line_side * f
+        roll = 0.0 if (at > line * f and lone) else rolloff
+        out[r] = min(max((best / last) / (1.0 + roll * taper), 0.0), 1.0)
+
+
+@numba.njit(nogil=True, cache=True)
+def estimated_error_rows(
+    power,
+    cutoff,
+    var,
+    own,
+    top_med,
+    frac,
+    w,
+    bands,
+    band_noise,
+    m,
+    taper,
+    ratio,
+    single_t,
+    has_own,
+    use_top,
+    out,
+):  # pragma: no cover - compiled
+    """spectral._estimated_error of each row of power (rows, nb) into out (rows,).
+
+    Per row: cutoff, var, own (rows,) as there; top_med (rows,) the median of the top
+    band where ``use_top`` (the noise floor's own median, not taken twice); frac (nb,) the
+    bins as fractions of Nyquist, w (nb,) their (bin / m)**(2 order), bands (nbands, 2),
+    band_noise (nbands,) each median band's threshold per unit floor.
+    """
+    rows, nb = power.shape
+    g = np.empty(nb)
+    width = 1
+    for i in range(bands.shape[0]):
+        width = max(width, bands[i, 1] - bands[i, 0])
+    buf = np.empty(width)
+    scratch = np.empty(width + 1 + _SAMPLE)
+    for r in range(rows):
+        c = cutoff[r]
+        span = max(c * taper, 1e-12)
+        kept = 0.0
+        for k in range(nb):
+            if taper == 0.0:
+                gk = 1.0 if frac[k] <= c else 0.0
+            else:
+                u = (frac[k] - c) / span
+                if u <= 0.0:
+                    gk = 1.0
+                elif u > 0.0 and u < 1.0:
+                    gk = 0.5 * (1.0 + np.cos(np.pi * u))
+                else:
+                    gk = 0.0
+            g[k] = gk
+            kept += gk * gk * w[k]
+        floor = m * var[r]
+        ref = floor
+        if has_own:
+            mo = m * own[r]
+            ref = mo if (mo > floor or mo != mo) else floor
+        err = floor * kept
+        for i in range(bands.shape[0]):
+            lo, hi = bands[i, 0], bands[i, 1]
+            f = floor if i == 0 else ref
+            if has_own and hi - lo == 1:
+                p = power[r, lo]
+                excess = p - f if p > single_t * f else 0.0
+            else:
+                if i == 0 and use_top:
+                    med = top_med[r]
+                else:
+                    nan = False
+                    for t in range(lo, hi):
+                        v = power[r, t]
+                        buf[t - lo] = v
+                        nan |= v != v
+                    med = np.nan if nan else _median_buf(buf[: hi - lo], scratch)
+                excess = med / ratio - f
+                if not excess > band_noise[i] * f:
+                    excess = 0.0
+            weight = 0.0
+            for k in range(lo, hi):
+                weight += w[k] if i == 0 else (1.0 - g[k]) ** 2 * w[k]
+            err += excess * weight
+        out[r] = err / (m * m)
+
+
+@numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+def wrap_mismatch_rows(y, left, right, lstart, rstart, mad_normal, out):  # pragma: no cover
+    """spectral._wrap_mismatch of each row of y (rows, n) into out (rows,); NaN where the
+    row has a NaN.
+
+    Per point j of lstart / rstart (the wrap first, then the interior points): the left
+    fit's value and slope (weights ``left`` (2, k) on the k samples from lstart[j]) minus the
+    right fit's (``right`` on those from rstart[j]); the wrap's differences over the
+    interior ones' median absolute size (over ``mad_normal``), the larger of the two.
+    The four dot products of a point run together (reassociated sums, so they vectorise).
+    """
+    rows, n = y.shape
+    k = left.shape[1]
+    npts = lstart.shape[0] - 1
+    dv = np.empty(npts)
+    ds = np.empty(npts)
+    scratch = np.empty(npts + 1 + _SAMPLE)
+    lv, ls, rv, rs = left[0], left[1], right[0], right[1]
+    for r in range(rows):
+        yr = y[r]
+        lo = np.min(yr)
+        hi = np.max(yr)
+        if lo != lo or hi != hi:  # a NaN in the row
+            out[r] = np.nan
+            continue
+        v0 = 0.0
+        s0 = 0.0
+        for j in range(npts + 1):
+            ya = yr[lstart[j] : lstart[j] + k]  # slices: no negative-index checks in the sums
+            yb = yr[rstart[j] : rstart[j] + k]
+            av = 0.0
+            bv = 0.0
+            as_ = 0.0
+            bs = 0.0
+            for t in range(k):
+                av += lv[t] * ya[t]
+                bv += rv[t] * yb[t]
+                as_ += ls[t] * ya[t]
+                bs += rs[t] * yb[t]
+            if j == 0:
+                v0 = av - bv
+                s0 = as_ - bs
+            else:
+                dv[j - 1] = abs(av - bv)
+                ds[j - 1] = abs(as_ - bs)
+        tiny = 1e-12 * (hi - lo + 1e-300)
+        zv = abs(v0) / (_median_buf(dv, scratch) / mad_normal + tiny)
+        zs = abs(s0) / (_median_buf(ds, scratch) / mad_normal + tiny)
+        out[r] = max(zv, zs)
