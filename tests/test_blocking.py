@@ -77,3 +77,63 @@ def test_blocks_hold_a_floor_of_series_within_the_cap(
     assert seen == sizes
     ref = run_kernel(dataclasses.replace(spec, block_bytes=None), y, x, 1, p)
     np.testing.assert_allclose(got.output.derivative, ref.output.derivative, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["spectral", "auto"])
+def test_blocks_in_flight_on_threads_give_the_serial_result(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From the main thread NumPy blocks run on the pool, at most as many at once as the
+    cores (here 3) and BLOCK_CAP_BYTES allow, written back in order: the same derivatives
+    and choices as one block at a time; a block's error is raised."""
+    import threading
+    import time
+
+    x, y = _series(41, 64)
+    spec = get_method(name)
+    p = spec.make_params({})
+    monkeypatch.setattr(api, "BLOCK_MIN_ROWS", 1)
+    # one block at a time (a small batch stays on the caller's thread)
+    ref = run_kernel(dataclasses.replace(spec, block_bytes=4 * 64 * 8), y, x, 1, p)
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=3)
+    monkeypatch.setattr(api, "_threads_for", lambda size: 3)
+    monkeypatch.setattr(api, "_pool", lambda: pool)
+    lock = threading.Lock()
+    live, most, threads = [0], [0], set()
+
+    def choose(yb, *args):
+        with lock:
+            live[0] += 1
+            most[0] = max(most[0], live[0])
+            threads.add(threading.current_thread())
+        time.sleep(0.02)  # hold the block so that the others start meanwhile
+        try:
+            if yb.shape[0] == 1:
+                raise FloatingPointError("the short last block")
+            return spec.choose(yb, *args)
+        finally:
+            with lock:
+                live[0] -= 1
+
+    blocked = dataclasses.replace(spec, block_bytes=4 * 64 * 8, choose=choose)  # 11 blocks
+    got = run_kernel(blocked, y[:40], x, 1, p)
+    assert most[0] == 3 and threading.main_thread() not in threads
+    np.testing.assert_array_equal(got.output.derivative, ref.output.derivative[:40])
+    for k in ref.chosen:
+        np.testing.assert_array_equal(got.chosen[k], ref.chosen[k][:40])
+    # the cap on bytes in flight: two blocks' inputs fit, so two at a time
+    most[0] = 0
+    monkeypatch.setattr(api, "BLOCK_CAP_BYTES", 2 * 4 * 64 * 8)
+    run_kernel(blocked, y[:40], x, 1, p)
+    assert most[0] == 2
+    with pytest.raises(FloatingPointError, match="short last block"):
+        run_kernel(blocked, y, x, 1, p)
+    # one block's bytes: one block at a time, on the caller's thread
+    most[0] = 0
+    threads.clear()
+    monkeypatch.setattr(api, "BLOCK_CAP_BYTES", 4 * 64 * 8)
+    run_kernel(blocked, y[:40], x, 1, p)
+    assert most[0] == 1 and threads == {threading.main_thread()}
+    pool.shutdown()

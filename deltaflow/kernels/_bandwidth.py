@@ -55,14 +55,12 @@ def bias_order(degree: int, deriv: int) -> int:
 
 
 def _nanmedian(a: np.ndarray, axis: int = -1) -> np.ndarray:
-    """np.nanmedian of a 2-D array along its last axis (no warning for all-NaN rows)."""
-    if axis not in (-1, a.ndim - 1) or a.ndim != 2:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanmedian(a, axis=axis)
-    out = np.empty((a.shape[0], 1))
-    run_rows(_median_rows, np.ascontiguousarray(a, dtype=np.float64), out)
-    return out[:, 0]
+    """np.nanmedian of a along ``axis`` (NaN, and no warning, for all-NaN lines)."""
+    moved = np.moveaxis(np.asarray(a, dtype=np.float64), axis, -1)
+    a2 = np.ascontiguousarray(moved.reshape(-1, moved.shape[-1]))
+    out = np.empty((a2.shape[0], 1))
+    run_rows(_median_rows, a2, out)
+    return out[:, 0].reshape(moved.shape[:-1])
 
 
 def noise_sigma(y2: np.ndarray, x: np.ndarray, m: int = NOISE_DIFF_ORDER) -> np.ndarray:

@@ -28,7 +28,6 @@ point.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Literal
 
 import numba
@@ -499,10 +498,10 @@ def _scale(y2: np.ndarray, x: np.ndarray, windows: Any, params: LowessParams) ->
             continue
         fit = _run(part, x, w, params, 0, np.ones(part.shape[0]), 1)[:, 1]
         res = np.abs(part - fit)
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med[sel] = _nanmedian(res, axis=1)
-            size[sel] = np.nanmax(np.abs(part), axis=1)
+        # (no warnings.catch_warnings here: it is not thread-safe, and blocks run on threads;
+        # fmax.reduce is nanmax without its all-NaN warning)
+        med[sel] = _nanmedian(res, axis=1)
+        size[sel] = np.fmax.reduce(np.abs(part), axis=1)
     scale = SCALE_MADS * med
     # exact (noise-free) fits: no reweighting, as if the scale were infinite
     with np.errstate(invalid="ignore"):

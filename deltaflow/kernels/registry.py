@@ -27,7 +27,9 @@ The call contract, for y of shape (..., n) and x of shape (n,):
     halves): the caller hands ``choose`` and ``apply`` at most this many input bytes of
     series at a time, so a worker's memory per task stays bounded whatever the chunk size
     (but at least ``api.BLOCK_MIN_ROWS`` series while they fit in ``api.BLOCK_CAP_BYTES``:
-    per-call work from the coordinates is shared by a block's series).
+    per-call work from the coordinates is shared by a block's series). From the main
+    thread, NumPy blocks run several at once on the kernels' pool, their inputs together
+    within ``api.BLOCK_CAP_BYTES``, so ``choose`` and ``apply`` must be thread-safe.
     Series are independent, so the result is the same (the batched == one-by-one contract).
 """
 
