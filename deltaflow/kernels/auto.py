@@ -173,11 +173,12 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+import numba
 import numpy as np
 from pydantic import Field, field_validator
 
 from ._noise import noise_sigma
-from ._stencil import fornberg_weights
+from ._stencil import fornberg_weights, run_rows
 from ._xp import asarray_like, to_numpy
 from .api import uniform_step
 from .registry import MethodParams, MethodSpec, Output, get_method, register, registered
@@ -435,18 +436,27 @@ class _Halves:
         """Summed squared prediction error (rows,) of ``smooth(y_half, x_half) -> fit``."""
         err = np.zeros(self.y2.shape[0])
         for yh, xs, start, w, held in self.parts:
-            s = smooth(yh, xs)
-            k = start.shape[0]
-            if k and start[-1] - start[0] == k - 1:  # consecutive stencils: shifted slices
-                a = int(start[0])
-                pred = s[:, a : a + k] * w[:, 0]
-                for j in range(1, 4):
-                    pred += s[:, a + j : a + j + k] * w[:, j]
-            else:
-                pred = np.einsum("rkj,kj->rk", s[:, start[:, None] + np.arange(4)], w)
-            pred -= held
-            err += np.einsum("rk,rk->r", pred, pred)
+            s = np.ascontiguousarray(smooth(yh, xs))
+            run_rows(_prediction_sse, s, err, start, w, row_args=(held,))
         return err
+
+
+@numba.njit(nogil=True, cache=True)
+def _prediction_sse(s, held, start, w, out):  # pragma: no cover - compiled
+    """out[r] += sum over k of (sum_j w[k, j] s[r, start[k] + j] - held[r, k])**2: the
+    4-point predictions of a held-out half (rows, K) from a fitted half s (rows, m), their
+    squared errors summed in one pass (no prediction array)."""
+    for r in range(s.shape[0]):
+        acc = 0.0
+        for k in range(start.shape[0]):
+            a = start[k]
+            p = s[r, a] * w[k, 0]
+            p += s[r, a + 1] * w[k, 1]
+            p += s[r, a + 2] * w[k, 2]
+            p += s[r, a + 3] * w[k, 3]
+            d = p - held[r, k]
+            acc += d * d
+        out[r] += acc
 
 
 def _refine(
