@@ -26,21 +26,31 @@ def abs2(z):  # pragma: no cover - compiled
 def band_medians(power, bounds, out):  # pragma: no cover - compiled
     """out[r, b] = np.median(power[r, lo:hi]) for each band (lo, hi) of bounds (nbands, 2)
     (the exact order statistics), NaN where the band holds a NaN."""
-    rows = power.shape[0]
+    buf, scratch = _band_buffers(bounds)
+    for r in range(power.shape[0]):
+        for b in range(bounds.shape[0]):
+            out[r, b] = _band_median(power[r], bounds[b, 0], bounds[b, 1], buf, scratch)
+
+
+@numba.njit(nogil=True, cache=True)
+def _band_buffers(bounds):  # pragma: no cover - compiled
+    """Scratch space for :func:`_band_median` over the bands (lo, hi) of bounds (nbands, 2)."""
     width = 1
     for b in range(bounds.shape[0]):
         width = max(width, bounds[b, 1] - bounds[b, 0])
-    buf = np.empty(width)
-    scratch = np.empty(width + 1 + _SAMPLE)
-    for r in range(rows):
-        for b in range(bounds.shape[0]):
-            lo, hi = bounds[b, 0], bounds[b, 1]
-            nan = False
-            for t in range(lo, hi):
-                v = power[r, t]
-                buf[t - lo] = v
-                nan |= v != v
-            out[r, b] = np.nan if nan else _median_buf(buf[: hi - lo], scratch)
+    return np.empty(width), np.empty(width + 1 + _SAMPLE)
+
+
+@numba.njit(nogil=True, cache=True)
+def _band_median(row, lo, hi, buf, scratch):  # pragma: no cover - compiled
+    """np.median(row[lo:hi]), NaN where it holds a NaN; buf and scratch: >= hi - lo and
+    >= hi - lo + 1 + _SAMPLE values of scratch space (row is left as it is)."""
+    nan = False
+    for t in range(lo, hi):
+        v = row[t]
+        buf[t - lo] = v
+        nan |= v != v
+    return np.nan if nan else _median_buf(buf[: hi - lo], scratch)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -119,11 +129,7 @@ def estimated_error_rows(
     """
     rows, nb = power.shape
     g = np.empty(nb)
-    width = 1
-    for i in range(bands.shape[0]):
-        width = max(width, bands[i, 1] - bands[i, 0])
-    buf = np.empty(width)
-    scratch = np.empty(width + 1 + _SAMPLE)
+    buf, scratch = _band_buffers(bands)
     for r in range(rows):
         c = cutoff[r]
         span = max(c * taper, 1e-12)
@@ -157,12 +163,7 @@ def estimated_error_rows(
                 if i == 0 and use_top:
                     med = top_med[r]
                 else:
-                    nan = False
-                    for t in range(lo, hi):
-                        v = power[r, t]
-                        buf[t - lo] = v
-                        nan |= v != v
-                    med = np.nan if nan else _median_buf(buf[: hi - lo], scratch)
+                    med = _band_median(power[r], lo, hi, buf, scratch)
                 excess = med / ratio - f
                 if not excess > band_noise[i] * f:
                     excess = 0.0
