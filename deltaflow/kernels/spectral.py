@@ -334,8 +334,10 @@ def _spectrum(prep: _Prepared, xp: ModuleType) -> Any:
 
 
 def _power(spec: Any, xp: ModuleType) -> Any:
-    if is_numpy(xp):
-        return _sk.abs2(spec)
+    if is_numpy(xp) and spec.ndim == 2:
+        out = np.empty(spec.shape, dtype=spec.real.dtype)
+        run_rows(_sk.abs2_rows, spec, out)
+        return out
     return xp.real(spec) ** 2 + xp.imag(spec) ** 2
 
 
