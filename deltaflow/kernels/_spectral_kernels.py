@@ -106,6 +106,36 @@ def cutoff_rows(
 
 
 @numba.njit(nogil=True, cache=True)
+def _gain_at(f, c, span, taper):  # pragma: no cover - compiled
+    """spectral._gain at one bin (fraction of Nyquist f) for cutoff c, span = max(c taper,
+    1e-12): 1 up to c, a raised cosine down to 0 at c + span (a brick wall for taper 0)."""
+    if taper == 0.0:
+        return 1.0 if f <= c else 0.0
+    u = (f - c) / span
+    if u <= 0.0:
+        return 1.0
+    if u > 0.0 and u < 1.0:
+        return 0.5 * (1.0 + np.cos(np.pi * u))
+    return 0.0
+
+
+@numba.njit(nogil=True, cache=True)
+def filter_rows(spec, cutoff, filtered, frac, taper, mult, out):  # pragma: no cover
+    """out = spec * g * mult for each row of spec (rows, nb) with the gain g of its cutoff
+    (rows,) at the bins' fractions of Nyquist frac (nb,), and filtered = spec * g where
+    filtered has rows (the smoothed series' spectrum): one pass, no gain array."""
+    keep = filtered.shape[0] > 0
+    for r in range(spec.shape[0]):
+        c = cutoff[r]
+        span = max(c * taper, 1e-12)
+        for k in range(spec.shape[1]):
+            f = spec[r, k] * _gain_at(frac[k], c, span, taper)
+            out[r, k] = f * mult[k]
+            if keep:
+                filtered[r, k] = f
+
+
+@numba.njit(nogil=True, cache=True)
 def estimated_error_rows(
     power,
     cutoff,
@@ -139,16 +169,7 @@ def estimated_error_rows(
         span = max(c * taper, 1e-12)
         kept = 0.0
         for k in range(nb):
-            if taper == 0.0:
-                gk = 1.0 if frac[k] <= c else 0.0
-            else:
-                u = (frac[k] - c) / span
-                if u <= 0.0:
-                    gk = 1.0
-                elif u > 0.0 and u < 1.0:
-                    gk = 0.5 * (1.0 + np.cos(np.pi * u))
-                else:
-                    gk = 0.0
+            gk = _gain_at(frac[k], c, span, taper)
             g[k] = gk
             kept += gk * gk * w[k]
         floor = m * var[r]
