@@ -348,7 +348,13 @@ def _floor(power: Any, prep: _Prepared, xp: ModuleType) -> Any:
     so the median there is the noise floor. Bins of an odd reflection are purely imaginary
     (one degree of freedom: median 0.455 of the mean), periodic ones complex.
     """
-    return _top_median(power, xp) / (_CHI2_1_MEDIAN if prep.kind == "reflect" else _CHI2_2_MEDIAN)
+    return _top_median(power, xp) / _median_ratio(prep.kind)
+
+
+def _median_ratio(kind: str) -> float:
+    """A noise bin's median power over its mean for extension ``kind``: chi-square with one
+    degree of freedom for the odd reflection's (purely imaginary) bins, two otherwise."""
+    return _CHI2_1_MEDIAN if kind == "reflect" else _CHI2_2_MEDIAN
 
 
 def _top_median(power: Any, xp: ModuleType) -> Any:
@@ -622,7 +628,7 @@ def _kind_spectrum(
     prep = _prepare(y2, x, h, order, params, np, kind)
     power = _power(_spectrum(prep, np), np)
     med = _top_median(power, np)
-    floor = med / (_CHI2_1_MEDIAN if kind == "reflect" else _CHI2_2_MEDIAN)
+    floor = med / _median_ratio(kind)
     if params.cutoff is not None:
         cut = np.full(y2.shape[0], float(params.cutoff))
     else:
