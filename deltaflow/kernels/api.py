@@ -306,17 +306,15 @@ def _blocked(
         cb = choose(yb) if flat is None else {k: v[a:b] for k, v in flat.items()}
         return cb, spec.apply(yb, x, order, params, cb, xp, smoothed)
 
-    starts = range(0, rows, per)
+    bounds = [(a, min(a + per, rows)) for a in range(0, rows, per)]
     ahead = 1
     if is_numpy(xp) and threading.current_thread() is threading.main_thread():
         ahead = max(1, min(_threads_for(y2.size), BLOCK_CAP_BYTES // (per * n * y.dtype.itemsize)))
     pending: deque[Any] = deque()
-    for i, a in enumerate(starts):
-        b = min(a + per, rows)
+    for i, (a, b) in enumerate(bounds):
         if ahead > 1:  # keep up to ``ahead`` blocks in flight, written back in order
-            while len(pending) < ahead and i + len(pending) < len(starts):
-                lo = starts[i + len(pending)]
-                pending.append(_pool().submit(block, lo, min(lo + per, rows)))
+            while len(pending) < ahead and i + len(pending) < len(bounds):
+                pending.append(_pool().submit(block, *bounds[i + len(pending)]))
             try:
                 cb, o = pending.popleft().result()
             except BaseException:
