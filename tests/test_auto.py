@@ -87,12 +87,18 @@ def test_candidates_restrict_the_choice():
     np.testing.assert_array_equal(chosen["spectral.extension"], own["extension"])
 
 
-def test_uniform_only_candidates_drop_out_on_irregular_x():
+def test_candidates_on_irregular_x():
+    # spectral fits its harmonics by least squares on irregular x, up to a length
+    from deltaflow.kernels._lsspectrum import MAX_SAMPLES
+
     x = np.linspace(0, 1, 100)
     x[1:-1] += 0.002 * np.sin(np.arange(98))
-    assert "spectral" not in candidate_names(AutoParams(), 1, x)
+    assert "spectral" in candidate_names(AutoParams(), 1, x)
+    long = np.linspace(0, 1, MAX_SAMPLES + 2)
+    long[1:-1] += 1e-5 * np.sin(np.arange(MAX_SAMPLES))
+    assert "spectral" not in candidate_names(AutoParams(), 1, long)
     with pytest.raises(ValueError, match="method 'auto': no candidate can give order 1"):
-        dfl.differentiate_array(np.sin(x), x, method="auto", candidates=("spectral",))
+        dfl.differentiate_array(np.sin(long), long, method="auto", candidates=("spectral",))
 
 
 @pytest.mark.parametrize(

@@ -78,6 +78,13 @@ ORACLE_RMSE: dict[str, dict[tuple[int, float], tuple[float, float]]] = {
     },
 }
 
+# irregular x where it differs: spectral's least-squares harmonics reach 2/3 of the mean
+# step's Nyquist frequency, so the reflection's ripple is cut off earlier. Worst measured
+# (jittered grid): order 2 5.1e-4/0.12 without noise, 0.28/0.49 at 1 % (Black-Scholes)
+ORACLE_RMSE_IRREGULAR: dict[str, dict[tuple[int, float], tuple[float, float]]] = {
+    "spectral": {(2, 0.0): (1e-3, 0.2), (2, 0.01): (0.35, 0.6)},
+}
+
 ORACLE_SIGNALS = ("sin", "exp", "poly", "black_scholes")
 N = 201
 
@@ -86,11 +93,14 @@ def _methods():
     return sorted(registered())
 
 
-def _cases(spec):
+def _cases(spec, irregular=False):
+    table = dict(ORACLE_RMSE.get(spec.name, {}))
+    if irregular:
+        table.update(ORACLE_RMSE_IRREGULAR.get(spec.name, {}))
     for order in (1, 2):
         if order not in spec.orders:
             continue
-        for (o, level), tol in ORACLE_RMSE.get(spec.name, {}).items():
+        for (o, level), tol in table.items():
             if o == order:
                 yield order, level, tol
 
@@ -111,7 +121,7 @@ def test_oracle_table(method, signal, irregular):
     x = truth.grid(N, irregular=irregular, seed=5)
     clean = truth(x)
     failures = []
-    for order, level, (tol_in, tol_all) in _cases(spec):
+    for order, level, (tol_in, tol_all) in _cases(spec, irregular):
         if order >= len(truth.derivs):
             continue
         y = noisy(clean, level, seed=11) if level else clean

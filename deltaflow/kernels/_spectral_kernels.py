@@ -248,3 +248,47 @@ def wrap_mismatch_rows(y, left, right, lstart, rstart, mad_normal, out):  # prag
         zv = abs(v0) / (_median_buf(dv, scratch) / mad_normal + tiny)
         zs = abs(s0) / (_median_buf(ds, scratch) / mad_normal + tiny)
         out[r] = max(zv, zs)
+
+
+@numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+def wrap_mismatch_rows_w(y, lw, rw, lstart, rstart, mad_normal, out):  # pragma: no cover
+    """:func:`wrap_mismatch_rows` with weights of their own per point (irregular x): lw and rw
+    (1 + P, 2, k), value then slope, for the windows from lstart[j] and rstart[j]."""
+    rows, n = y.shape
+    k = lw.shape[2]
+    npts = lstart.shape[0] - 1
+    dv = np.empty(npts)
+    ds = np.empty(npts)
+    scratch = np.empty(npts + 1 + _SAMPLE)
+    for r in range(rows):
+        yr = y[r]
+        lo = np.min(yr)
+        hi = np.max(yr)
+        if lo != lo or hi != hi:  # a NaN in the row
+            out[r] = np.nan
+            continue
+        v0 = 0.0
+        s0 = 0.0
+        for j in range(npts + 1):
+            ya = yr[lstart[j] : lstart[j] + k]
+            yb = yr[rstart[j] : rstart[j] + k]
+            lv, ls, rv, rs = lw[j, 0], lw[j, 1], rw[j, 0], rw[j, 1]
+            av = 0.0
+            bv = 0.0
+            as_ = 0.0
+            bs = 0.0
+            for t in range(k):
+                av += lv[t] * ya[t]
+                bv += rv[t] * yb[t]
+                as_ += ls[t] * ya[t]
+                bs += rs[t] * yb[t]
+            if j == 0:
+                v0 = av - bv
+                s0 = as_ - bs
+            else:
+                dv[j - 1] = abs(av - bv)
+                ds[j - 1] = abs(as_ - bs)
+        tiny = 1e-12 * (hi - lo + 1e-300)
+        zv = abs(v0) / (_median_buf(dv, scratch) / mad_normal + tiny)
+        zs = abs(s0) / (_median_buf(ds, scratch) / mad_normal + tiny)
+        out[r] = max(zv, zs)

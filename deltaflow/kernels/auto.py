@@ -177,6 +177,7 @@ import numba
 import numpy as np
 from pydantic import Field, field_validator
 
+from ._lsspectrum import MAX_SAMPLES as LS_MAX_SAMPLES
 from ._noise import noise_sigma
 from ._stencil import fornberg_weights, run_rows
 from ._xp import asarray_like, to_numpy
@@ -286,6 +287,8 @@ def candidate_names(params: AutoParams, order: int, x: np.ndarray) -> list[str]:
         spec = reg[name]
         if order not in spec.orders or (not uniform and not spec.irregular):
             continue
+        if name == "spectral" and not uniform and x.shape[0] > LS_MAX_SAMPLES:
+            continue  # its least-squares path on irregular x is dense (see _lsspectrum)
         out.append(name)
     if not out:
         raise ValueError(

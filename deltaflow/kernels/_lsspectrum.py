@@ -1,0 +1,187 @@
+"""Least-squares spectra for spectral differentiation on irregular x.
+
+On a uniform grid the FFT of a series is its set of coordinates in an orthogonal basis of
+harmonics. On an irregular grid the harmonics sampled at x are no longer orthogonal, so
+spectral's irregular path fits them by least squares instead: the basis B (n, p) of one
+extension is factored once per grid, and a series' coefficients are c = B^+ y, each harmonic
+exactly where the FFT would put it (a sinusoid gives one line, not leakage into lower bins
+as coordinates on an orthonormalised basis would). White noise of variance s^2 gives c
+the covariance s^2 (B^T B)^-1; each coefficient divided by its own standard deviation has
+variance s^2 as every FFT bin of a uniform series has the same noise power. Those
+standardised coefficients, scaled to the FFT's conventions (a noise bin's mean power is m
+s^2, m the nominal FFT length of the extension), are the bins: the noise floor, the cutoff
+rule and the error estimates of :mod:`spectral` apply to them unchanged. The gain of the
+cutoff multiplies the coefficients, as it multiplies FFT bins, and the derivative is D c,
+D the basis' derivatives at x.
+
+Extensions, as on a uniform grid (``spectral.EXTENSIONS``): "periodic" (period the span
+plus one mean step: right where the step across the wrap is the mean step, as on a jittered
+uniform grid), "closed" (period the span: the last sample is the first one period on),
+and "reflect" (the detrended series' odd reflection about both ends: a sine series on the
+span). The harmonics fitted stop at ``FIT_SHARE`` of the nominal Nyquist frequency of the
+mean step, lower where the basis would be ill-conditioned on this grid (``COND_MAX``, gaps):
+an irregular grid resolves less than its mean step suggests.
+
+Cost: O(n p^2) per grid and extension (cached), O(n p) per series and extension; the
+factors take 8 n p bytes each, so the path is limited to ``MAX_SAMPLES`` per series.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+# the harmonics fitted reach this share of the nominal Nyquist frequency (of the mean step)
+FIT_SHARE = 2.0 / 3.0
+# largest condition number of the basis; above it fewer harmonics are fitted
+COND_MAX = 100.0
+# longest series the least-squares path takes (its factors are dense: 8 n p bytes each)
+MAX_SAMPLES = 4096
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One grid's least-squares spectrum of one extension.
+
+    ``proj`` (n, p): y @ proj are the least-squares coefficients; ``basis`` (p, n): the
+    harmonics at x (the fit is c @ basis); ``coord_bin`` (p,): the bin of each coefficient;
+    ``scale`` (p,): bin value per unit coefficient (the FFT scale over the coefficient's noise
+    standard deviation); ``m``:
+    the extension's nominal FFT length; ``nb``: bins (0..nb-1); ``omega`` (nb,): angular
+    frequency of each bin (rad per unit of x); ``complex_pairs``: coordinates come in
+    (cos, sin) pairs per bin (periodic, closed) rather than one sine each (reflect).
+    """
+
+    proj: np.ndarray
+    basis: np.ndarray
+    coord_bin: np.ndarray
+    scale: np.ndarray
+    m: int
+    nb: int
+    omega: np.ndarray
+    complex_pairs: bool
+    x0: float
+    kind: str
+
+
+def nominal_length(n: int, kind: str) -> int:
+    """The FFT length the extension would have on a uniform grid of n samples."""
+    return {"periodic": n, "closed": n - 1, "reflect": 2 * (n - 1)}[kind]
+
+
+def _columns(t: np.ndarray, omega: np.ndarray, pairs: bool, order: int) -> np.ndarray:
+    """The basis (or its order-th derivative) at t: (n, p), columns in order of frequency.
+
+    ``pairs``: a constant, then cos and sin per frequency of ``omega[1:]``; otherwise one sine
+    per frequency of ``omega[1:]``. d^o/dt^o cos(w t) = w^o cos(w t + o pi / 2), same for sin.
+    """
+    shift = order * np.pi / 2.0
+    w = omega[1:]
+    arg = t[:, None] * w[None, :] + shift
+    amp = w[None, :] ** order
+    if not pairs:
+        return amp * np.sin(arg)
+    out = np.empty((t.shape[0], 2 * w.shape[0] + 1))
+    out[:, 0] = 1.0 if order == 0 else 0.0
+    out[:, 1::2] = amp * np.cos(arg)
+    out[:, 2::2] = amp * np.sin(arg)
+    return out
+
+
+def period_of(x: np.ndarray, kind: str) -> float:
+    """The extension's period in units of x (for "reflect": twice the span)."""
+    span = float(x[-1] - x[0])
+    n = x.shape[0]
+    if kind == "periodic":
+        return span * n / (n - 1)
+    if kind == "closed":
+        return span
+    return 2.0 * span
+
+
+@lru_cache(maxsize=16)
+def _plan(xkey: bytes, kind: str) -> Plan:
+    x = np.frombuffer(xkey)
+    n = x.shape[0]
+    m = nominal_length(n, kind)
+    pairs = kind != "reflect"
+    t = x - x[0]
+    w0 = 2.0 * np.pi / period_of(x, kind)
+    top = max(1, int(FIT_SHARE * (m // 2)))
+    while True:
+        omega = w0 * np.arange(top + 1)
+        b = _columns(t, omega, pairs, 0)
+        if b.shape[1] > n:
+            top -= 1
+            continue
+        sv = np.linalg.svd(b, compute_uv=False)
+        if top == 1 or sv[-1] * COND_MAX >= sv[0]:
+            break
+        top = max(1, int(top * 0.85))
+    q, r = np.linalg.qr(b)
+    rinv = np.linalg.solve(r, np.eye(r.shape[0]))
+    proj = np.ascontiguousarray(q @ rinv.T)  # B^+ = R^-1 Q^T, transposed
+    sd = np.sqrt(np.sum(rinv * rinv, axis=1))  # noise sd of each coefficient, per unit s
+    if pairs:
+        coord_bin = np.r_[0, np.repeat(np.arange(1, top + 1), 2)]
+        scale = np.r_[np.sqrt(m), np.full(2 * top, np.sqrt(m / 2.0))] / sd
+    else:
+        coord_bin = np.arange(1, top + 1)
+        scale = np.sqrt(float(m)) / sd
+    basis = np.ascontiguousarray(b.T)
+    for a in (proj, basis, coord_bin, scale, omega):
+        a.setflags(write=False)
+    return Plan(proj, basis, coord_bin, scale, m, top + 1, omega, pairs, float(x[0]), kind)
+
+
+def plan(x: np.ndarray, kind: str) -> Plan:
+    """The least-squares spectrum of extension ``kind`` on the grid x (cached per grid)."""
+    n = x.shape[0]
+    if n > MAX_SAMPLES:
+        raise ValueError(
+            f"method 'spectral' on irregular x takes at most {MAX_SAMPLES} samples per series "
+            f"(a dense least-squares fit); got {n}: resample x to a uniform grid, or use "
+            "'spline' or 'kalman'"
+        )
+    return _plan(np.ascontiguousarray(x, dtype=np.float64).tobytes(), kind)
+
+
+@lru_cache(maxsize=16)
+def _deriv_map(xkey: bytes, kind: str, order: int) -> np.ndarray:
+    """(p, n): coefficients to the order-th derivative of their fit at x, D^T."""
+    x = np.frombuffer(xkey)
+    pl = _plan(xkey, kind)
+    out = np.ascontiguousarray(_columns(x - x[0], pl.omega, pl.complex_pairs, order).T)
+    out.setflags(write=False)
+    return out
+
+
+def deriv_map(x: np.ndarray, kind: str, order: int) -> np.ndarray:
+    """(p, n): coordinates to the order-th derivative at x of the fit they define."""
+    plan(x, kind)  # the length check
+    return _deriv_map(np.ascontiguousarray(x, dtype=np.float64).tobytes(), kind, order)
+
+
+def coefficients(y2: np.ndarray, pl: Plan) -> np.ndarray:
+    """c = y B^+ (rows, p): each row's least-squares coefficients of the harmonics."""
+    return y2 @ pl.proj
+
+
+def bins(z: np.ndarray, pl: Plan) -> np.ndarray:
+    """Complex bins (rows, nb) of coefficients z, scaled like an rfft of length ``pl.m``."""
+    rows = z.shape[0]
+    s = z * pl.scale
+    out = np.zeros((rows, pl.nb), dtype=np.complex128)
+    if pl.complex_pairs:
+        out[:, 0] = s[:, 0]
+        out[:, 1:] = s[:, 1::2] - 1j * s[:, 2::2]
+    else:
+        out[:, 1:] = -1j * s
+    return out
+
+
+def coordinate_gains(gains: np.ndarray, pl: Plan) -> np.ndarray:
+    """Per-bin gains (rows, nb) spread over the coefficients (rows, p)."""
+    return gains[:, pl.coord_bin]
