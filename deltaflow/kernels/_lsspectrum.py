@@ -22,8 +22,9 @@ span). The harmonics fitted stop at ``FIT_SHARE`` of the nominal Nyquist frequen
 mean step, lower where the basis would be ill-conditioned on this grid (``COND_MAX``, gaps):
 an irregular grid resolves less than its mean step suggests.
 
-Cost: O(n p^2) per grid and extension (cached), O(n p) per series and extension; the
-factors take 8 n p bytes each, so the path is limited to ``MAX_SAMPLES`` per series.
+Cost: O(n p^2) per grid and extension (cached: the projector, 8 n p bytes, 22 MB at
+2,048 samples), O(n p) per series and extension; the path is dense, so it is limited to
+``MAX_SAMPLES`` per series.
 """
 
 from __future__ import annotations
@@ -32,30 +33,30 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
 # the harmonics fitted reach this share of the nominal Nyquist frequency (of the mean step)
 FIT_SHARE = 2.0 / 3.0
-# largest condition number of the basis; above it fewer harmonics are fitted
-COND_MAX = 100.0
+# largest condition number of the basis (estimated, see _plan); past it fewer harmonics
+# are fitted
+COND_MAX = 30.0
 # longest series the least-squares path takes (its factors are dense: 8 n p bytes each)
-MAX_SAMPLES = 4096
+MAX_SAMPLES = 2048
 
 
 @dataclass(frozen=True)
 class Plan:
     """One grid's least-squares spectrum of one extension.
 
-    ``proj`` (n, p): y @ proj are the least-squares coefficients; ``basis`` (p, n): the
-    harmonics at x (the fit is c @ basis); ``coord_bin`` (p,): the bin of each coefficient;
-    ``scale`` (p,): bin value per unit coefficient (the FFT scale over the coefficient's noise
-    standard deviation); ``m``:
-    the extension's nominal FFT length; ``nb``: bins (0..nb-1); ``omega`` (nb,): angular
-    frequency of each bin (rad per unit of x); ``complex_pairs``: coordinates come in
-    (cos, sin) pairs per bin (periodic, closed) rather than one sine each (reflect).
+    ``proj`` (n, p): y @ proj are the least-squares coefficients; ``coord_bin`` (p,): the
+    bin of each coefficient; ``scale`` (p,): bin value per unit coefficient (the FFT scale
+    over the coefficient's noise standard deviation); ``m``: the extension's nominal FFT
+    length; ``nb``: bins (0..nb-1); ``omega`` (nb,): angular frequency of each bin (rad per
+    unit of x); ``complex_pairs``: coefficients come in (cos, sin) pairs per bin (periodic,
+    closed) rather than one sine each (reflect).
     """
 
     proj: np.ndarray
-    basis: np.ndarray
     coord_bin: np.ndarray
     scale: np.ndarray
     m: int
@@ -101,7 +102,7 @@ def period_of(x: np.ndarray, kind: str) -> float:
     return 2.0 * span
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=12)
 def _plan(xkey: bytes, kind: str) -> Plan:
     x = np.frombuffer(xkey)
     n = x.shape[0]
@@ -110,18 +111,23 @@ def _plan(xkey: bytes, kind: str) -> Plan:
     t = x - x[0]
     w0 = 2.0 * np.pi / period_of(x, kind)
     top = max(1, int(FIT_SHARE * (m // 2)))
-    while True:
-        omega = w0 * np.arange(top + 1)
-        b = _columns(t, omega, pairs, 0)
-        if b.shape[1] > n:
-            top -= 1
-            continue
-        sv = np.linalg.svd(b, compute_uv=False)
-        if top == 1 or sv[-1] * COND_MAX >= sv[0]:
-            break
-        top = max(1, int(top * 0.85))
-    q, r = np.linalg.qr(b)
-    rinv = np.linalg.solve(r, np.eye(r.shape[0]))
+    top = min(top, (n - 1) // 2 if pairs else n)
+    omega = w0 * np.arange(top + 1)
+    q, r = np.linalg.qr(_columns(t, omega, pairs, 0))
+    # the columns come in order of frequency, and R's and R^-1's leading blocks are the
+    # factors of the leading columns: their Frobenius norms, accumulated column by column,
+    # give every leading block's condition number (kappa_F / p, which is 1 for orthogonal
+    # columns and within a factor p of kappa_2) from one factorisation; the harmonics stop
+    # before it passes COND_MAX
+    rinv_all = solve_triangular(r, np.eye(r.shape[0]))
+    cols = np.arange(1, r.shape[0] + 1)
+    kappa = np.sqrt(np.cumsum(np.sum(r * r, axis=0)) * np.cumsum(np.sum(rinv_all**2, axis=0)))
+    bad = np.flatnonzero(kappa / cols > COND_MAX)
+    p = int(bad[0]) if bad.size else r.shape[0]
+    top = max(1, (p - 1) // 2 if pairs else p)
+    p = 2 * top + 1 if pairs else top
+    q, omega = q[:, :p], omega[: top + 1]
+    rinv = rinv_all[:p, :p]
     proj = np.ascontiguousarray(q @ rinv.T)  # B^+ = R^-1 Q^T, transposed
     sd = np.sqrt(np.sum(rinv * rinv, axis=1))  # noise sd of each coefficient, per unit s
     if pairs:
@@ -130,10 +136,9 @@ def _plan(xkey: bytes, kind: str) -> Plan:
     else:
         coord_bin = np.arange(1, top + 1)
         scale = np.sqrt(float(m)) / sd
-    basis = np.ascontiguousarray(b.T)
-    for a in (proj, basis, coord_bin, scale, omega):
+    for a in (proj, coord_bin, scale, omega):
         a.setflags(write=False)
-    return Plan(proj, basis, coord_bin, scale, m, top + 1, omega, pairs, float(x[0]), kind)
+    return Plan(proj, coord_bin, scale, m, top + 1, omega, pairs, float(x[0]), kind)
 
 
 def plan(x: np.ndarray, kind: str) -> Plan:
@@ -148,20 +153,12 @@ def plan(x: np.ndarray, kind: str) -> Plan:
     return _plan(np.ascontiguousarray(x, dtype=np.float64).tobytes(), kind)
 
 
-@lru_cache(maxsize=16)
-def _deriv_map(xkey: bytes, kind: str, order: int) -> np.ndarray:
-    """(p, n): coefficients to the order-th derivative of their fit at x, D^T."""
-    x = np.frombuffer(xkey)
-    pl = _plan(xkey, kind)
-    out = np.ascontiguousarray(_columns(x - x[0], pl.omega, pl.complex_pairs, order).T)
-    out.setflags(write=False)
-    return out
-
-
-def deriv_map(x: np.ndarray, kind: str, order: int) -> np.ndarray:
-    """(p, n): coordinates to the order-th derivative at x of the fit they define."""
-    plan(x, kind)  # the length check
-    return _deriv_map(np.ascontiguousarray(x, dtype=np.float64).tobytes(), kind, order)
+def deriv_map(x: np.ndarray, pl: Plan, order: int) -> np.ndarray:
+    """(p, n): coefficients to the order-th derivative at x of the fit they define (order
+    0: the fit itself). Formed per call (O(n p) cosines), not cached: it is as large as the
+    plan."""
+    t = np.asarray(x, dtype=np.float64) - pl.x0
+    return np.ascontiguousarray(_columns(t, pl.omega, pl.complex_pairs, order).T)
 
 
 def coefficients(y2: np.ndarray, pl: Plan) -> np.ndarray:

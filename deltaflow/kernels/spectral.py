@@ -879,13 +879,13 @@ def _apply_ls(
     frac = np.arange(pl.nb) / max(pl.nb - 1, 1)
     gains = _gain(frac, np.ascontiguousarray(cut), params.taper, np, np.float64)
     zg = z * asarray_like(_ls.coordinate_gains(gains, pl), xp, dtype=dt)
-    d = xp.matmul(zg, asarray_like(_ls.deriv_map(x, prep.kind, order), xp, dtype=dt))
+    d = xp.matmul(zg, asarray_like(_ls.deriv_map(x, pl, order), xp, dtype=dt))
     trend_deriv = prep.trend_deriv(xp)
     if trend_deriv is not None:
         d = d + xp.reshape(trend_deriv, (-1, n))
     s = None
     if smoothed:
-        s = xp.matmul(zg, asarray_like(pl.basis, xp, dtype=dt))
+        s = xp.matmul(zg, asarray_like(_ls.deriv_map(x, pl, 0), xp, dtype=dt))
         if prep.trend is not None:
             s = s + xp.reshape(prep.trend, (-1, n))
         s = xp.reshape(s, lead + (n,))
