@@ -102,7 +102,13 @@ def cutoff_rows(
         if periodic:
             lone = lone or side < line_side * f
         roll = 0.0 if (at > line * f and lone) else rolloff
-        out[r] = min(max((best / last) / (1.0 + roll * taper), 0.0), 1.0)
+        cut = min(max((best / last) / (1.0 + roll * taper), 0.0), 1.0)
+        if periodic:  # a line below the chosen bin keeps its full gain too
+            for k in range(best, 0, -1):
+                if power[r, k] > line * f:
+                    cut = max(cut, k / last)
+                    break
+        out[r] = cut
 
 
 @numba.njit(nogil=True, cache=True)

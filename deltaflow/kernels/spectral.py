@@ -106,6 +106,11 @@ THRESHOLD = {1: 4.0, 2: 9.0}
 # line (power above LINE times the floor and both neighbours below 1 / LINE of it or, for a
 # periodic extension, below LINE_SIDE times the floor: a sinusoid, which a half gain would
 # halve; a strong bin of a smooth spectrum has strong neighbours)
+# For a periodic extension no line at or below the chosen bin is rolled off: the roll-off
+# starts at the highest of them at the latest. Measured (100 series per case, 101-1,000
+# samples, 0.1-10 % noise, sin / two tones / three tones / exp, interior RMSE): geometric
+# mean 0.87x for spectral and for auto, down to 0.06x (two tones, 1,000 samples, 0.1 %),
+# none worse by more than 0.8 %.
 ROLLOFF = 0.5
 LINE_SIDE = 10.0
 # a bin this many times the noise floor is signal even when its neighbours are not (the
@@ -470,6 +475,14 @@ def _choose_cutoff(
     line = (at > LINE * floor[..., 0]) & lone
     roll = xp.where(line, 0.0, ROLLOFF)
     cut = xp.clip(frac / (1.0 + roll * taper), 0.0, 1.0)
+    if kind != "reflect":
+        # the roll-off must not cut into a line below the chosen bin either (two tones: a
+        # noise bin above the upper one, taken through its neighbours' median, moved the
+        # roll-off onto the tone and took 8 % of it)
+        k = asarray_like(np.arange(nb), xp, dtype=xp.int64)
+        strong = (raw > LINE * floor) & (k <= best[..., None]) & (k > 0)
+        top_line = xp.max(xp.where(strong, k, 0), axis=-1)
+        cut = xp.maximum(cut, xp.astype(top_line, power.dtype) / last)
     return xp.where(best >= last, 1.0, cut)
 
 
