@@ -206,60 +206,17 @@ def estimated_error_rows(
 
 
 @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
-def wrap_mismatch_rows(y, left, right, lstart, rstart, mad_normal, out):  # pragma: no cover
+def wrap_mismatch_rows(y, lw, rw, lstart, rstart, mad_normal, out):  # pragma: no cover
     """spectral._wrap_mismatch of each row of y (rows, n) into out (rows,); NaN where the
     row has a NaN.
 
-    Per point j of lstart / rstart (the wrap first, then the interior points): the left
-    fit's value and slope (weights ``left`` (2, k) on the k samples from lstart[j]) minus the
-    right fit's (``right`` on those from rstart[j]); the wrap's differences over the
-    interior ones' median absolute size (over ``mad_normal``), the larger of the two.
-    The four dot products of a point run together (reassociated sums, so they vectorise).
+    Per point j of lstart / rstart (the wrap first, then P interior points): the left fit's
+    value and slope (weights lw[j] (2, k) on the k samples from lstart[j]) minus the right
+    fit's (rw[j] on those from rstart[j]); the wrap's differences over the interior ones'
+    median absolute size (over ``mad_normal``), the larger of the two. Uniform grids pass
+    one set of weights broadcast over the points, irregular ones a set per point. The four
+    dot products of a point run together (reassociated sums, so they vectorise).
     """
-    rows, n = y.shape
-    k = left.shape[1]
-    npts = lstart.shape[0] - 1
-    dv = np.empty(npts)
-    ds = np.empty(npts)
-    scratch = np.empty(npts + 1 + _SAMPLE)
-    lv, ls, rv, rs = left[0], left[1], right[0], right[1]
-    for r in range(rows):
-        yr = y[r]
-        lo = np.min(yr)
-        hi = np.max(yr)
-        if lo != lo or hi != hi:  # a NaN in the row
-            out[r] = np.nan
-            continue
-        v0 = 0.0
-        s0 = 0.0
-        for j in range(npts + 1):
-            ya = yr[lstart[j] : lstart[j] + k]  # slices: no negative-index checks in the sums
-            yb = yr[rstart[j] : rstart[j] + k]
-            av = 0.0
-            bv = 0.0
-            as_ = 0.0
-            bs = 0.0
-            for t in range(k):
-                av += lv[t] * ya[t]
-                bv += rv[t] * yb[t]
-                as_ += ls[t] * ya[t]
-                bs += rs[t] * yb[t]
-            if j == 0:
-                v0 = av - bv
-                s0 = as_ - bs
-            else:
-                dv[j - 1] = abs(av - bv)
-                ds[j - 1] = abs(as_ - bs)
-        tiny = 1e-12 * (hi - lo + 1e-300)
-        zv = abs(v0) / (_median_buf(dv, scratch) / mad_normal + tiny)
-        zs = abs(s0) / (_median_buf(ds, scratch) / mad_normal + tiny)
-        out[r] = max(zv, zs)
-
-
-@numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
-def wrap_mismatch_rows_w(y, lw, rw, lstart, rstart, mad_normal, out):  # pragma: no cover
-    """:func:`wrap_mismatch_rows` with weights of their own per point (irregular x): lw and rw
-    (1 + P, 2, k), value then slope, for the windows from lstart[j] and rstart[j]."""
     rows, n = y.shape
     k = lw.shape[2]
     npts = lstart.shape[0] - 1

@@ -626,10 +626,11 @@ def _wrap_mismatch(y2: np.ndarray, kind: str, x: np.ndarray | None = None) -> np
         lw, rw, lstart, rstart = _wrap_plan_irregular(
             np.ascontiguousarray(x, dtype=np.float64).tobytes(), kind
         )
-        run_rows(_sk.wrap_mismatch_rows_w, y2, out, lw, rw, lstart, rstart, _MAD_NORMAL)
-        return out
-    left, right, lstart, rstart = _wrap_plan(n, kind)
-    run_rows(_sk.wrap_mismatch_rows, y2, out, left, right, lstart, rstart, _MAD_NORMAL)
+    else:
+        left, right, lstart, rstart = _wrap_plan(n, kind)
+        shape = (lstart.shape[0],) + left.shape
+        lw, rw = np.broadcast_to(left, shape), np.broadcast_to(right, shape)
+    run_rows(_sk.wrap_mismatch_rows, y2, out, lw, rw, lstart, rstart, _MAD_NORMAL)
     return out
 
 
