@@ -50,15 +50,18 @@ of the reflection has a period that is a multiple of (n-1) samples.
 Irregular x (:mod:`_lsspectrum`): the harmonics of each extension are fitted by least
 squares instead of an FFT, and their coefficients, each standardised by its own noise
 deviation and put on the FFT's scale, are the bins that the rules above read; the wrap
-test fits its quadratics in x (:func:`_wrap_plan_irregular`). Everything else is shared.
-The harmonics reach 2/3 of the Nyquist frequency of the mean step (fewer where gaps would
-make the fit ill-conditioned), and series are limited to ``_lsspectrum.MAX_SAMPLES``.
-Measured on benchmarks/peers.py's warped, jittered grid (201 samples, spacing varying
-2.3x, 20 series per case, interior / whole range relative RMSE): sin over a period, order
-1, at 1 / 5 / 10 % noise 0.0043 / 0.017 / 0.053 (interior) against the spline's 0.014 /
-0.040 / 0.067, order 2 0.0031 / 0.016 / 0.12 against 0.050 / 0.12 / 0.18; without noise
-3e-16. Non-periodic series take the reflection, as on a uniform grid and about as
-accurate (exp(x/3) over [0, 2 pi] at 1-10 %: 1.25x the uniform grid's error).
+test fits its quadratics in x (:func:`_wrap_plan_irregular`), and "closed" and "periodic"
+are told apart by the residuals of their least-squares fits. The derivative comes from the
+fit by the harmonics the cutoff reaches, fitted alone. The harmonics reach 2/3 of the
+Nyquist frequency of the mean step, fewer where the grid cannot resolve them (gaps), and
+series are limited to ``_lsspectrum.MAX_SAMPLES``. Measured (20 series per case, interior
+relative RMSE): on benchmarks/peers.py's warped, jittered grid (201 samples, spacing
+varying 2.3x), sin over a period, order 1, at 1 / 5 / 10 % noise 0.0044 / 0.016 / 0.050
+against the spline's 0.014 / 0.040 / 0.067, order 2 0.0029 / 0.015 / 0.12 against 0.050 /
+0.12 / 0.18, without noise 3e-16; on 150 uniformly random samples at 1 % noise 0.0022 on
+the series that took the closed period, against the spline's 0.011. Non-periodic series
+take the reflection, as on a uniform grid and about as accurate (exp(x/3) over [0, 2 pi]
+at 1-10 %: 1.25x the uniform grid's error).
 
 The reflection's trend (the polynomial and the line through the ends of what it leaves) is
 one rank detrend + 3 map (:func:`_trend_matrices`), two passes over the batch where there
@@ -684,7 +687,7 @@ def _residual_beyond(power: np.ndarray, m: int, keep: np.ndarray) -> np.ndarray:
 
 
 def _closed_fits_better(
-    y2: np.ndarray, power: dict[str, np.ndarray], keep: np.ndarray, irregular: bool = False
+    y2: np.ndarray, power: dict[str, np.ndarray], keep: np.ndarray, x: np.ndarray | None = None
 ) -> np.ndarray:
     """Per series: is the period (n-1)h ("closed") a better fit than n*h ("periodic")?
 
@@ -692,12 +695,16 @@ def _closed_fits_better(
     squared residuals of the same number of harmonics (``keep``, the more that either
     extension's cutoff kept) is smaller under the period that matches the sampling: under
     the other the series' lines fall between bins and leak. "closed" fits n - 1 samples
-    with the first and last averaged; their spread about that mean is added back.
+    with the first and last averaged; their spread about that mean is added back. On
+    irregular x (``x`` given) the residuals are those of the least-squares fits by the same
+    harmonics, both on all n samples.
     """
+    if x is not None:
+        rc = _ls.residual_beyond(y2, _ls.plan(x, "closed"), keep)
+        return rc <= _ls.residual_beyond(y2, _ls.plan(x, "periodic"), keep)
     n = y2.shape[-1]
     rc = _residual_beyond(power["closed"], n - 1, keep)
-    if not irregular:  # the least-squares "closed" fit keeps both end samples
-        rc = rc + 0.5 * (y2[:, 0] - y2[:, -1]) ** 2
+    rc = rc + 0.5 * (y2[:, 0] - y2[:, -1]) ** 2
     rp = _residual_beyond(power["periodic"], n, keep)
     return rc <= rp
 
@@ -765,7 +772,7 @@ def _choose(
             for c, k in zip(cuts[1:], kinds[1:], strict=True)
         ]
         closed = _closed_fits_better(
-            y2[cand], pw, np.maximum(*bins).astype(np.int64), irregular=h is None
+            y2[cand], pw, np.maximum(*bins).astype(np.int64), x if h is None else None
         )
         for i, k in enumerate(kinds[1:], start=1):
             good = ok[k][cand] & (closed if k == "closed" else ~closed)
@@ -877,33 +884,44 @@ def _apply_ls(
     xp: ModuleType,
     smoothed: bool,
 ) -> Output:
-    """:func:`_apply_one` on irregular x: the least-squares coefficients through each row's
-    gain, mapped to the derivative (and the fit) at x by the plan's matrices."""
+    """:func:`_apply_one` on irregular x (NumPy: spectral is CPU-only): per row, the
+    least-squares fit by the harmonics its gain reaches, each coefficient times its gain,
+    mapped to the derivative (and the fit) at x. Rows are grouped by how many harmonics
+    they fit (one fit per group)."""
     pl = prep.ls
     n = prep.n
-    dt = prep.ext.dtype
     lead = prep.ext.shape[:-1]
-    y2 = xp.reshape(prep.ext, (-1, n))
+    y2 = np.asarray(to_numpy(prep.ext)).reshape(-1, n)
+    dt = y2.dtype
+    y64 = np.asarray(y2, dtype=np.float64)
     rows = y2.shape[0]
-    z = xp.matmul(y2, asarray_like(pl.proj, xp, dtype=dt))
     if cutoff is None:
-        power = _power(_ls.bins(np.asarray(to_numpy(z), dtype=np.float64), pl), np)
+        power = _power(_ls.bins(_ls.coefficients(y64, pl), pl), np)
         cutoff = _choose_cutoff(power, _floor(power, prep, np), order, params.taper, np, prep.kind)
     cut = np.broadcast_to(np.asarray(to_numpy(cutoff), dtype=np.float64).reshape(-1), (rows,))
     frac = np.arange(pl.nb) / max(pl.nb - 1, 1)
     gains = _gain(frac, np.ascontiguousarray(cut), params.taper, np, np.float64)
-    zg = z * asarray_like(_ls.coordinate_gains(gains, pl), xp, dtype=dt)
-    d = xp.matmul(zg, asarray_like(_ls.deriv_map(x, pl, order), xp, dtype=dt))
-    trend_deriv = prep.trend_deriv(xp)
+    # the last bin each row's gain reaches, and the columns that hold the bins up to it
+    reach = pl.nb - 1 - np.argmax(gains[:, ::-1] > 0.0, axis=1)
+    cols = _ls.columns_through(pl, reach)
+    dmap = _ls.deriv_map(x, pl, order)
+    fmap = _ls.deriv_map(x, pl, 0) if smoothed else None
+    d = np.empty((rows, n))
+    s = np.empty((rows, n)) if smoothed else None
+    for p in np.unique(cols):
+        sel = np.flatnonzero(cols == p)
+        c = _ls.coefficients(y64[sel], pl, int(p)) * gains[sel][:, pl.coord_bin[:p]]
+        d[sel] = c @ dmap[:p]
+        if s is not None:
+            s[sel] = c @ fmap[:p]
+    trend_deriv = prep.trend_deriv(np)
     if trend_deriv is not None:
-        d = d + xp.reshape(trend_deriv, (-1, n))
-    s = None
-    if smoothed:
-        s = xp.matmul(zg, asarray_like(_ls.deriv_map(x, pl, 0), xp, dtype=dt))
-        if prep.trend is not None:
-            s = s + xp.reshape(prep.trend, (-1, n))
-        s = xp.reshape(s, lead + (n,))
-    return Output(xp.reshape(d, lead + (n,)), s)
+        d += np.asarray(to_numpy(trend_deriv)).reshape(-1, n)
+    if s is not None and prep.trend is not None:
+        s += np.asarray(to_numpy(prep.trend)).reshape(-1, n)
+    out_d = asarray_like(d.reshape(lead + (n,)).astype(dt, copy=False), xp)
+    out_s = None if s is None else asarray_like(s.reshape(lead + (n,)).astype(dt, copy=False), xp)
+    return Output(out_d, out_s)
 
 
 def _apply(
