@@ -73,8 +73,8 @@ only error; those for which spectral chose a periodic extension take spectral in
 On irregular x spectral competes as well (least-squares harmonics, see ``_lsspectrum``),
 with the same extension, bonus and wrap test; above ``LS_MAX_SAMPLES`` samples it is left
 out. On benchmarks/peers.py's irregular sin (warped grid, 201 samples, five draws per case)
-auto's ratio to the best tuned peer went from 0.71-1.52 to 0.13-0.75 (interior) and from
-0.75-1.70 to 0.07-1.01 (whole range) at 1-10 % noise, orders 1 and 2; on the non-periodic
+auto's ratio to the best tuned peer went from 0.71-1.52 to 0.11-0.75 (interior) and from
+0.75-1.70 to 0.06-1.00 (whole range) at 1-10 % noise, orders 1 and 2; on the non-periodic
 series of the same grid (exp, sin over 3/4 period, 20 series per case) spectral was picked
 for at most 1 in 20.
 
