@@ -494,3 +494,24 @@ def test_grid_search_scoring_many_values_at_once_changes_nothing():
     for a, b in zip(ref, got, strict=True):
         np.testing.assert_array_equal(a, b)
     assert len(calls) < n_one  # fewer calls: the values of a call share its rows
+
+
+def test_rows_of_masks_exactly_and_groups_by_value_and_nan_pattern():
+    from deltaflow.kernels import _statespace as ss
+
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal((50, 30))
+    y[3, 4] = np.nan
+    y[7, :] = np.inf  # sum inf: tested, no NaN
+    y[8, 2], y[8, 5] = -np.inf, np.inf  # sum NaN without a NaN
+    y[9] = 1e308  # the sum overflows
+    y[10, [0, 29]] = np.nan
+    y2, mask = ss.rows_of(y)
+    np.testing.assert_array_equal(mask, np.isnan(y))
+    vals = rng.choice([1.0, 2.0, 3.5], 50)
+    for m in (np.zeros_like(mask), mask):
+        groups = ss.group_rows(vals, m)
+        assert sorted(np.concatenate(groups).tolist()) == list(range(50))
+        for g in groups:
+            assert np.unique(vals[g]).size == 1
+            assert (m[g] == m[g[0]]).all()
