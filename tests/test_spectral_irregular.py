@@ -143,3 +143,36 @@ def test_too_long_irregular_series_are_refused_by_name_and_auto_skips_spectral()
 
     assert "spectral" not in candidate_names(AutoParams(), 1, x)
     assert "spectral" in candidate_names(AutoParams(), 1, x[:1000])
+
+
+@pytest.mark.parametrize("irregular", [False, True])
+@pytest.mark.parametrize("order", [1, 2])
+def test_a_known_period_is_fitted_on_any_grid(irregular, order):
+    # 2.6 periods of a two-harmonic signal: no extension of the span is periodic, but with
+    # the period given its harmonics are fitted exactly
+    period = 1.7
+    x = np.linspace(0.3, 0.3 + 2.6 * period, 160)
+    if irregular:
+        x[1:-1] += np.random.default_rng(4).uniform(-0.3, 0.3, 158) * (x[1] - x[0])
+    w = 2 * np.pi / period
+    y = np.sin(w * x) + 0.4 * np.cos(3 * w * x)
+    truth = {
+        1: w * np.cos(w * x) - 1.2 * w * np.sin(3 * w * x),
+        2: -(w**2) * np.sin(w * x) - 3.6 * w**2 * np.cos(3 * w * x),
+    }[order]
+    d = dfl.differentiate_array(y, x, method="spectral", order=order, period=period)
+    np.testing.assert_allclose(d, truth, atol=1e-9 * np.abs(truth).max())
+    free = dfl.differentiate_array(y, x, method="spectral", order=order)
+    assert np.abs(free - truth).max() > 1e-3 * np.abs(truth).max()  # the choice cannot know
+    noisy = y + 0.02 * np.random.default_rng(5).standard_normal((20, 160))
+    dn = dfl.differentiate_array(noisy, x, method="spectral", order=order, period=period)
+    spline = dfl.differentiate_array(noisy, x, method="spline", order=order)
+    assert np.sqrt(np.mean((dn - truth) ** 2)) < 0.5 * np.sqrt(np.mean((spline - truth) ** 2))
+
+
+def test_period_contradicting_periodic_false_is_refused():
+    x = np.linspace(0, 1, 50)
+    with pytest.raises(ValueError, match="period is given, so periodic cannot be False"):
+        dfl.differentiate_array(np.sin(x), x, method="spectral", period=1.0, periodic=False)
+    with pytest.raises(ValueError, match="method 'spectral': period"):
+        dfl.differentiate_array(np.sin(x), x, method="spectral", period=-1.0)

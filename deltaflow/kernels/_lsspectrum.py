@@ -102,8 +102,11 @@ def _columns(t: np.ndarray, omega: np.ndarray, pairs: bool, order: int) -> np.nd
     return out
 
 
-def period_of(x: np.ndarray, kind: str) -> float:
-    """The extension's period in units of x (for "reflect": twice the span)."""
+def period_of(x: np.ndarray, kind: str, period: float | None = None) -> float:
+    """The extension's period in units of x (for "reflect": twice the span); ``period``
+    given: that one."""
+    if period is not None:
+        return float(period)
     span = float(x[-1] - x[0])
     n = x.shape[0]
     if kind == "periodic":
@@ -114,14 +117,17 @@ def period_of(x: np.ndarray, kind: str) -> float:
 
 
 @lru_cache(maxsize=12)
-def _plan(xkey: bytes, kind: str) -> Plan:
+def _plan(xkey: bytes, kind: str, period: float | None) -> Plan:
     x = np.frombuffer(xkey)
     n = x.shape[0]
     m = nominal_length(n, kind)
     pairs = kind != "reflect"
     t = x - x[0]
-    w0 = 2.0 * np.pi / period_of(x, kind)
+    w0 = 2.0 * np.pi / period_of(x, kind, period)
     top = max(1, int(FIT_SHARE * (m // 2)))
+    if period is not None:  # harmonics up to the mean step's share of Nyquist, in this period
+        step = (x[-1] - x[0]) / (n - 1)
+        top = max(1, int(FIT_SHARE * period / (2.0 * step)))
     top = min(top, (n - 1) // 2 if pairs else n)
     omega = w0 * np.arange(top + 1)
     q, r = np.linalg.qr(_columns(t, omega, pairs, 0))
@@ -152,8 +158,9 @@ def _plan(xkey: bytes, kind: str) -> Plan:
     return Plan(q, rinv, coord_bin, scale, m, top + 1, omega, pairs, float(x[0]), kind)
 
 
-def plan(x: np.ndarray, kind: str) -> Plan:
-    """The least-squares spectrum of extension ``kind`` on the grid x (cached per grid)."""
+def plan(x: np.ndarray, kind: str, period: float | None = None) -> Plan:
+    """The least-squares spectrum of extension ``kind`` on the grid x (cached per grid);
+    ``period``: the period of the harmonics where it is known (else from x and kind)."""
     n = x.shape[0]
     if n > MAX_SAMPLES:
         raise ValueError(
@@ -161,7 +168,8 @@ def plan(x: np.ndarray, kind: str) -> Plan:
             f"(a dense least-squares fit); got {n}: resample x to a uniform grid, or use "
             "'spline' or 'kalman'"
         )
-    return _plan(np.ascontiguousarray(x, dtype=np.float64).tobytes(), kind)
+    key = np.ascontiguousarray(x, dtype=np.float64).tobytes()
+    return _plan(key, kind, None if period is None else float(period))
 
 
 def deriv_map(x: np.ndarray, pl: Plan, order: int) -> np.ndarray:

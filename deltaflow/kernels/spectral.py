@@ -52,7 +52,9 @@ squares instead of an FFT, and their coefficients, each standardised by its own 
 deviation and put on the FFT's scale, are the bins that the rules above read; the wrap
 test fits its quadratics in x (:func:`_wrap_plan_irregular`), and "closed" and "periodic"
 are told apart by the residuals of their least-squares fits. The derivative comes from the
-fit by the harmonics the cutoff reaches, fitted alone. The harmonics reach 2/3 of the
+fit by the harmonics the cutoff reaches, fitted alone. ``period`` given (units of x), the
+same least-squares path fits the harmonics of that period on any grid, uniform or not,
+whole periods or not. The harmonics reach 2/3 of the
 Nyquist frequency of the mean step, fewer where the grid cannot resolve them (gaps), and
 series are limited to ``_lsspectrum.MAX_SAMPLES``. Measured (20 series per case, interior
 relative RMSE): on benchmarks/peers.py's warped, jittered grid (201 samples, spacing
@@ -196,6 +198,13 @@ class SpectralParams(MethodParams):
         "extension (reflection, period n*h, or period (n-1)*h with the last sample "
         "repeating the first) with the least estimated derivative error",
     )
+    period: float | None = Field(
+        None,
+        gt=0.0,
+        description="the series' period in units of x, where it is known: the harmonics of "
+        "that period are fitted by least squares on any grid (x need not be uniform or cover "
+        "whole periods); implies periodic=True",
+    )
     detrend: int = Field(
         3,
         ge=1,
@@ -328,8 +337,8 @@ def _prepare(
     (least-squares spectrum, :mod:`_lsspectrum`)."""
     n = y.shape[-1]
     if h is None:
-        plan = _ls.plan(x, kind)
-        period = _ls.period_of(x, kind)
+        plan = _ls.plan(x, kind, params.period)
+        period = _ls.period_of(x, kind, params.period)
         if kind != "reflect":
             return _Prepared(y, period, n, kind, ls=plan)
         P, B, Bd = _trend_matrices(x, min(params.detrend, n - 2), order)
@@ -352,6 +361,16 @@ def _prepare(
     ext[..., n - 1] = 0.0
     xp.negative(ext[..., n - 2 : 0 : -1], out=ext[..., n:])
     return _Prepared(ext, 2 * (n - 1) * h, n, "reflect", trend, coef, Bd)
+
+
+def _step(x: np.ndarray, params: SpectralParams) -> float | None:
+    """The uniform step of x for the FFT path, or None for the least-squares one (irregular
+    x, or a period given)."""
+    if params.period is not None:
+        if params.periodic is False:
+            raise ValueError("method 'spectral': period is given, so periodic cannot be False")
+        return None
+    return uniform_step(x)
 
 
 def _omega(m: int, period: float) -> np.ndarray:
@@ -711,6 +730,8 @@ def _closed_fits_better(
 
 def _kinds(params: SpectralParams, n: int) -> tuple[str, ...]:
     """The extensions to compare for series of n samples."""
+    if params.period is not None:
+        return ("periodic",)
     if params.periodic is not None:
         return ("periodic",) if params.periodic else ("reflect",)
     return EXTENSIONS if n >= 8 else ("reflect",)
@@ -738,7 +759,7 @@ def _choose(
     kinds = _kinds(params, y.shape[-1])
     if params.cutoff is not None and len(kinds) == 1:
         return {"cutoff": xp.full(y.shape[:-1], params.cutoff, dtype=xp.float64)}
-    h = uniform_step(x)
+    h = _step(x, params)
     shape, n = y.shape[:-1], y.shape[-1]
     y2 = np.asarray(to_numpy(y), dtype=np.float64).reshape(-1, n)
     power, floor, cut, m, med = _kind_spectrum(y2, x, h, order, params, kinds[0])
@@ -795,7 +816,7 @@ def choose_with_extension(
     usual choice of extension. ``auto`` uses it to cross-validate the halves of a series
     with the extension chosen on the whole series (a half's own choice can differ by chance).
     """
-    h = uniform_step(x)
+    h = _step(x, params)
     y2 = np.asarray(y, dtype=np.float64).reshape(-1, y.shape[-1])
     ext = np.asarray(extension, dtype=np.int64).reshape(-1)
     cut = np.empty(y2.shape[0])
@@ -933,7 +954,7 @@ def _apply(
     xp: ModuleType,
     smoothed: bool,
 ) -> Output:
-    h = uniform_step(x)
+    h = _step(x, params)
     if (
         "extension" not in chosen
         and params.periodic is None
