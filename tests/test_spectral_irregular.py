@@ -176,3 +176,14 @@ def test_period_contradicting_periodic_false_is_refused():
         dfl.differentiate_array(np.sin(x), x, method="spectral", period=1.0, periodic=False)
     with pytest.raises(ValueError, match="method 'spectral': period"):
         dfl.differentiate_array(np.sin(x), x, method="spectral", period=-1.0)
+
+
+def test_plan_cache_is_bounded_in_bytes(monkeypatch):
+    monkeypatch.setattr(ls, "_CACHE", type(ls._CACHE)())
+    grids = [np.linspace(0, 1, 200) + 0.001 * np.sin(np.arange(200) * k) for k in (1, 2, 3)]
+    one = ls._nbytes(ls.plan(grids[0], "closed"))
+    monkeypatch.setattr(ls, "CACHE_BYTES", int(2.5 * one))
+    for g in grids:
+        ls.plan(g, "closed")
+    assert len(ls._CACHE) == 2  # the oldest dropped
+    assert ls.plan(grids[2], "closed") is ls.plan(grids[2], "closed")  # a hit

@@ -24,15 +24,17 @@ span). The harmonics fitted stop at ``FIT_SHARE`` of the nominal Nyquist frequen
 mean step, lower where the basis would be ill-conditioned on this grid (``COND_MAX``, gaps):
 an irregular grid resolves less than its mean step suggests.
 
-Cost: O(n p^2) per grid and extension (cached: the orthonormal factor, 8 n p bytes, 22 MB
-at 2,048 samples), O(n p) per series and extension; the path is dense, so it is limited to
+Cost: O(n p^2) per grid and extension (cached, least recently used first out, within
+``CACHE_BYTES``: the orthonormal factor and R^-1, 8 n p + 8 p^2 bytes, 37 MB at 2,048
+samples), O(n p) per series and extension; the path is dense, so it is limited to
 ``MAX_SAMPLES`` per series.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from scipy.linalg import solve_triangular
@@ -50,6 +52,11 @@ FIT_SHARE = 2.0 / 3.0
 COND_MAX = 3.0
 # longest series the least-squares path takes (its factors are dense: 8 n p bytes each)
 MAX_SAMPLES = 2048
+# the plans kept (least recently used dropped first) hold at most this many bytes; auto on
+# one irregular grid uses up to nine (three extensions of the series and of either half)
+CACHE_BYTES = 1 << 28
+_CACHE: OrderedDict[tuple[bytes, str, float | None], Plan] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -116,7 +123,6 @@ def period_of(x: np.ndarray, kind: str, period: float | None = None) -> float:
     return 2.0 * span
 
 
-@lru_cache(maxsize=12)
 def _plan(xkey: bytes, kind: str, period: float | None) -> Plan:
     x = np.frombuffer(xkey)
     n = x.shape[0]
@@ -168,8 +174,25 @@ def plan(x: np.ndarray, kind: str, period: float | None = None) -> Plan:
             f"(a dense least-squares fit); got {n}: resample x to a uniform grid, or use "
             "'spline' or 'kalman'"
         )
-    key = np.ascontiguousarray(x, dtype=np.float64).tobytes()
-    return _plan(key, kind, None if period is None else float(period))
+    period = None if period is None else float(period)
+    key = (np.ascontiguousarray(x, dtype=np.float64).tobytes(), kind, period)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+            return hit
+    made = _plan(*key)  # outside the lock: threads on other grids need not wait
+    with _CACHE_LOCK:
+        _CACHE[key] = made
+        _CACHE.move_to_end(key)
+        total = sum(_nbytes(v) for v in _CACHE.values())
+        while total > CACHE_BYTES and len(_CACHE) > 1:
+            total -= _nbytes(_CACHE.popitem(last=False)[1])
+    return made
+
+
+def _nbytes(pl: Plan) -> int:
+    return pl.q.nbytes + pl.rinv.nbytes
 
 
 def deriv_map(x: np.ndarray, pl: Plan, order: int) -> np.ndarray:
