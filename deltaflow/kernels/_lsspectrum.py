@@ -44,12 +44,17 @@ from scipy.linalg import solve_triangular
 FIT_SHARE = 2.0 / 3.0
 # largest condition number of the basis (estimated, see _plan). On a grid with gaps the
 # full fit's low coefficients drown in the noise of the columns the grid barely tells
-# apart. Measured (spectral's interior RMSE, geometric mean over sin / exp / sin over 3/4
-# period at 1 and 5 % noise, 20 series each, on 150 uniformly random samples): 30 -> 0.107
-# / 0.038 / 0.17, 4 -> 0.023 / 0.044 / 0.11, 3 -> 0.014 / 0.046 / 0.098, 2 -> 0.022 /
-# 0.116 / 0.123; a fixed share of 1/3 instead: 0.013 / 0.054 / 0.066. On a warped and a
-# jittered grid of 201 samples none of them binds.
-COND_MAX = 3.0
+# apart. Measured with sin over a period at 1 / 5 / 10 % noise, orders 1 and 2, 200 series
+# per case, on benchmarks/irregular.py's three grids (18 cases; geometric mean of the
+# interior relative RMSE of spectral / auto): 3 -> 0.054 / 0.0205, 2 -> 0.045 / 0.0184,
+# 1.5 -> 0.048 / 0.0200; on the random grid at 10 %, order 1, auto 0.127 (3) -> 0.051 (2).
+# Neither 3 nor 2 binds on the warped and jittered grids. (Bins from the nested orthonormal
+# coordinates instead of the standardised coefficients gave 0.032 / 0.0176, but a harmonic
+# leaks into the coordinates below it there, so a band holding a line looked like signal
+# lost and noise-free periodic series took the reflection.) Earlier, 20 series per case on
+# 150 random samples, sin / exp / sin over 3/4 period at 1 and 5 %: 30 -> 0.107 / 0.038 /
+# 0.17, 4 -> 0.023 / 0.044 / 0.11, 3 -> 0.014 / 0.046 / 0.098.
+COND_MAX = 2.0
 # longest series the least-squares path takes (its factors are dense: 8 n p bytes each)
 MAX_SAMPLES = 2048
 # the plans kept (least recently used dropped first) hold at most this many bytes; auto on

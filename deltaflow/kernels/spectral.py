@@ -56,14 +56,14 @@ fit by the harmonics the cutoff reaches, fitted alone. ``period`` given (units o
 same least-squares path fits the harmonics of that period on any grid, uniform or not,
 whole periods or not. The harmonics reach 2/3 of the
 Nyquist frequency of the mean step, fewer where the grid cannot resolve them (gaps), and
-series are limited to ``_lsspectrum.MAX_SAMPLES``. Measured (20 series per case, interior
-relative RMSE): on benchmarks/peers.py's warped, jittered grid (201 samples, spacing
-varying 2.3x), sin over a period, order 1, at 1 / 5 / 10 % noise 0.0044 / 0.016 / 0.050
-against the spline's 0.014 / 0.040 / 0.067, order 2 0.0029 / 0.015 / 0.12 against 0.050 /
-0.12 / 0.18, without noise 3e-16; on 150 uniformly random samples at 1 % noise 0.0022 on
-the series that took the closed period, against the spline's 0.011. Non-periodic series
-take the reflection, as on a uniform grid and about as accurate (exp(x/3) over [0, 2 pi]
-at 1-10 %: 1.25x the uniform grid's error).
+series are limited to ``_lsspectrum.MAX_SAMPLES``. Measured with benchmarks/irregular.py
+(20 series per case, interior relative RMSE, order 1, at 1 / 5 / 10 % noise): sin over a
+period on peers.py's warped grid (201 samples, spacing varying 2.3x) 0.0027 / 0.014 / 0.061
+against the spline's 0.014 / 0.038 / 0.069 (auto 0.0027 / 0.014 / 0.036), on 150 uniformly
+random samples 0.0034 / 0.017 / 0.093 against 0.014 / 0.043 / 0.076 (auto 0.0038 / 0.017 /
+0.064); without noise 3e-16. Non-periodic series (exp(x / 3), sin(3x / 4)) take the
+reflection, 1.1-5.3x the spline's error (interior), and auto leaves them to the spline (spectral picked for
+0-5 % of them).
 
 The reflection's trend (the polynomial and the line through the ends of what it leaves) is
 one rank detrend + 3 map (:func:`_trend_matrices`), two passes over the batch where there
