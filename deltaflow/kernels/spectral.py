@@ -62,8 +62,8 @@ period on peers.py's warped grid (201 samples, spacing varying 2.3x) 0.0027 / 0.
 against the spline's 0.014 / 0.038 / 0.069 (auto 0.0027 / 0.014 / 0.036), on 150 uniformly
 random samples 0.0034 / 0.017 / 0.093 against 0.014 / 0.043 / 0.076 (auto 0.0038 / 0.017 /
 0.064); without noise 3e-16. Non-periodic series (exp(x / 3), sin(3x / 4)) take the
-reflection, 1.1-5.3x the spline's error (interior), and auto leaves them to the spline (spectral picked for
-0-5 % of them).
+reflection, 1.1-5.3x the spline's error (interior), and auto leaves them to the spline
+(spectral picked for 0-5 % of them).
 
 The reflection's trend (the polynomial and the line through the ends of what it leaves) is
 one rank detrend + 3 map (:func:`_trend_matrices`), two passes over the batch where there
