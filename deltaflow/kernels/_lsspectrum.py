@@ -75,7 +75,8 @@ class Plan:
     over the coefficient's noise standard deviation); ``m``: the extension's nominal FFT
     length; ``nb``: bins (0..nb-1); ``omega`` (nb,): angular frequency of each bin (rad per
     unit of x); ``complex_pairs``: coefficients come in (cos, sin) pairs per bin (periodic,
-    closed) rather than one sine each (reflect).
+    closed) rather than one sine each (reflect); ``x0``: the grid's first x, where every
+    harmonic's phase starts.
     """
 
     q: np.ndarray
@@ -87,7 +88,6 @@ class Plan:
     omega: np.ndarray
     complex_pairs: bool
     x0: float
-    kind: str
 
 
 def nominal_length(n: int, kind: str) -> int:
@@ -166,7 +166,7 @@ def _plan(xkey: bytes, kind: str, period: float | None) -> Plan:
     q = np.ascontiguousarray(q)
     for a in (q, rinv, coord_bin, scale, omega):
         a.setflags(write=False)
-    return Plan(q, rinv, coord_bin, scale, m, top + 1, omega, pairs, float(x[0]), kind)
+    return Plan(q, rinv, coord_bin, scale, m, top + 1, omega, pairs, float(x[0]))
 
 
 def plan(x: np.ndarray, kind: str, period: float | None = None) -> Plan:
@@ -241,8 +241,3 @@ def residual_beyond(y2: np.ndarray, pl: Plan, keep: np.ndarray) -> np.ndarray:
     tail = np.sum(y2 * y2, axis=1)[:, None] - np.cumsum(z * z, axis=1)
     cols = columns_through(pl, keep)
     return np.maximum(tail[np.arange(y2.shape[0]), cols - 1], 0.0)
-
-
-def coordinate_gains(gains: np.ndarray, pl: Plan) -> np.ndarray:
-    """Per-bin gains (rows, nb) spread over the coefficients (rows, p)."""
-    return gains[:, pl.coord_bin]
