@@ -175,8 +175,9 @@ def plan(x: np.ndarray, kind: str, period: float | None = None) -> Plan:
     n = x.shape[0]
     if n > MAX_SAMPLES:
         raise ValueError(
-            f"method 'spectral' on irregular x takes at most {MAX_SAMPLES} samples per series "
-            f"(a dense least-squares fit); got {n}: resample x to a uniform grid, or use "
+            f"method 'spectral' on irregular x (or with a period given) takes at most "
+            f"{MAX_SAMPLES} samples per series (a dense least-squares fit); got {n}: resample "
+            "x to a uniform grid, or use "
             "'spline' or 'kalman'"
         )
     period = None if period is None else float(period)

@@ -336,24 +336,23 @@ def _prepare(
     """The batch made ready for the transform of extension ``kind``; h None: irregular x
     (least-squares spectrum, :mod:`_lsspectrum`)."""
     n = y.shape[-1]
+    plan = None
     if h is None:
         plan = _ls.plan(x, kind, params.period)
-        period = _ls.period_of(x, kind, params.period)
         if kind != "reflect":
-            return _Prepared(y, period, n, kind, ls=plan)
-        P, B, Bd = _trend_matrices(x, min(params.detrend, n - 2), order)
-        coef = xp.matmul(y, asarray_like(P, xp, dtype=y.dtype))
-        trend = xp.matmul(coef, asarray_like(B, xp, dtype=y.dtype))
-        return _Prepared(y - trend, period, n, kind, trend, coef, Bd, ls=plan)
-    if kind == "periodic":
+            return _Prepared(y, _ls.period_of(x, kind, params.period), n, kind, ls=plan)
+    elif kind == "periodic":
         return _Prepared(y, n * h, n, kind)
-    if kind == "closed":
+    elif kind == "closed":
         first = 0.5 * (y[..., :1] + y[..., -1:])
         return _Prepared(xp.concat([first, y[..., 1 : n - 1]], axis=-1), (n - 1) * h, n, kind)
     dt = y.dtype
     P, B, Bd = _trend_matrices(x, min(params.detrend, n - 2), order)
     coef = xp.matmul(y, asarray_like(P, xp, dtype=dt))
     trend = xp.matmul(coef, asarray_like(B, xp, dtype=dt))
+    if h is None:  # the least-squares sines fit the detrended series as it is
+        period = _ls.period_of(x, kind, params.period)
+        return _Prepared(y - trend, period, n, kind, trend, coef, Bd, ls=plan)
     # odd reflection about both ends of y - trend (zero there by construction): period 2(n-1)
     ext = xp.empty(y.shape[:-1] + (2 * (n - 1),), dtype=dt)
     xp.subtract(y, trend, out=ext[..., :n])
@@ -665,8 +664,8 @@ def _wrap_plan_irregular(xkey: bytes, kind: str) -> tuple[np.ndarray, ...]:
     between the two windows, or their shared sample for "closed")."""
     x = np.frombuffer(xkey)
     n = x.shape[0]
-    _, _, lstart, rstart = _wrap_plan(n, kind)
-    k = int(np.clip(n // 5, 4, WRAP_WINDOW))
+    left, _, lstart, rstart = _wrap_plan(n, kind)
+    k = left.shape[1]  # the uniform plan's window length
     step = (x[-1] - x[0]) / (n - 1)
     period = _ls.period_of(x, kind)
     at = np.empty(lstart.shape[0])
@@ -917,7 +916,7 @@ def _apply_ls(
     y64 = np.asarray(y2, dtype=np.float64)
     rows = y2.shape[0]
     if cutoff is None:
-        power = _power(_ls.bins(_ls.coefficients(y64, pl), pl), np)
+        power = _power(_spectrum(prep, np).reshape(rows, -1), np)
         cutoff = _choose_cutoff(power, _floor(power, prep, np), order, params.taper, np, prep.kind)
     cut = np.broadcast_to(np.asarray(to_numpy(cutoff), dtype=np.float64).reshape(-1), (rows,))
     frac = np.arange(pl.nb) / max(pl.nb - 1, 1)
