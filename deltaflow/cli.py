@@ -54,6 +54,8 @@ def methods_cmd(
             for k, v in d["parameters"].items()
         )
         caps = ", ".join(c for c in ("irregular", "nan_omit", "gpu", "smoothed") if d[c])
+        if d["irregular"] and d["irregular_max_samples"] is not None:
+            caps = caps.replace("irregular", f"irregular (<= {d['irregular_max_samples']} samples)")
         orders = f"{d['orders'][0]}..{d['orders'][-1]}"
         table.add_row(name, orders, params, d["footprint"], caps)
     console.print(table)

@@ -187,3 +187,12 @@ def test_plan_cache_is_bounded_in_bytes(monkeypatch):
         ls.plan(g, "closed")
     assert len(ls._CACHE) == 2  # the oldest dropped
     assert ls.plan(grids[2], "closed") is ls.plan(grids[2], "closed")  # a hit
+
+
+def test_the_irregular_length_limit_is_a_stated_capability():
+    from deltaflow.kernels import get_method
+
+    spec = get_method("spectral")
+    assert spec.describe()["irregular_max_samples"] == ls.MAX_SAMPLES
+    assert spec.takes_irregular(ls.MAX_SAMPLES) and not spec.takes_irregular(ls.MAX_SAMPLES + 1)
+    assert get_method("spline").takes_irregular(10**6)

@@ -71,8 +71,8 @@ only error; those for which spectral chose a periodic extension take spectral in
 (exact there).
 
 On irregular x spectral competes as well (least-squares harmonics, see ``_lsspectrum``),
-with the same extension, bonus and wrap test; above ``LS_MAX_SAMPLES`` samples it is left
-out. On benchmarks/peers.py's irregular sin (warped grid, 201 samples, five draws per case)
+with the same extension, bonus and wrap test; above its ``irregular_max_samples`` it is
+left out. On benchmarks/peers.py's irregular sin (warped grid, 201 samples, five draws per case)
 auto's ratio to the best tuned peer went from 0.71-1.52 to 0.11-0.75 (interior) and from
 0.75-1.70 to 0.06-1.00 (whole range) at 1-10 % noise, orders 1 and 2; on the non-periodic
 series of the same grid (exp, sin over 3/4 period, 20 series per case) spectral was picked
@@ -185,7 +185,6 @@ import numba
 import numpy as np
 from pydantic import Field, field_validator
 
-from ._lsspectrum import MAX_SAMPLES as LS_MAX_SAMPLES
 from ._noise import noise_sigma
 from ._stencil import fornberg_weights, run_rows
 from ._xp import asarray_like, to_numpy
@@ -293,10 +292,8 @@ def candidate_names(params: AutoParams, order: int, x: np.ndarray) -> list[str]:
         if name not in names or name not in reg:
             continue
         spec = reg[name]
-        if order not in spec.orders or (not uniform and not spec.irregular):
+        if order not in spec.orders or (not uniform and not spec.takes_irregular(x.shape[0])):
             continue
-        if name == "spectral" and not uniform and x.shape[0] > LS_MAX_SAMPLES:
-            continue  # its least-squares path on irregular x is dense (see _lsspectrum)
         out.append(name)
     if not out:
         raise ValueError(

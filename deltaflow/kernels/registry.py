@@ -72,11 +72,19 @@ class MethodSpec:
     choose: Callable[..., dict[str, Any]] | None = None
     min_order: int = 1
     irregular: bool = True
+    # longest series it takes on irregular x (None: any length)
+    irregular_max_samples: int | None = None
     nan_omit: bool = False
     gpu: bool = False
     has_smoothed: bool = False
     min_samples: Callable[[int, MethodParams], int] = field(default=lambda order, p: order + 1)
     block_bytes: int | None = None
+
+    def takes_irregular(self, n: int) -> bool:
+        """Whether it differentiates series of n samples on irregular x."""
+        return self.irregular and (
+            self.irregular_max_samples is None or n <= self.irregular_max_samples
+        )
 
     @property
     def orders(self) -> tuple[int, ...]:
@@ -133,6 +141,7 @@ class MethodSpec:
             "parameters": parameters,
             "footprint": "global" if self.footprint(1, self.make_params()) is None else "local",
             "irregular": self.irregular,
+            "irregular_max_samples": self.irregular_max_samples,
             "nan_omit": self.nan_omit,
             "gpu": self.gpu,
             "smoothed": self.has_smoothed,

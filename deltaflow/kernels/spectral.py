@@ -1025,6 +1025,7 @@ SPEC = register(
         choose=_choose,
         min_samples=_min_samples,
         irregular=True,
+        irregular_max_samples=_ls.MAX_SAMPLES,
         nan_omit=False,
         gpu=False,
         has_smoothed=True,
