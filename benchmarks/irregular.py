@@ -19,6 +19,7 @@ import argparse
 import warnings
 
 import numpy as np
+from peers import _irregular_grid as irregular_grid
 
 import deltaflow as dfl
 from deltaflow.kernels.auto import CANDIDATES
@@ -30,10 +31,7 @@ TRIM = 0.1
 def grids() -> dict[str, np.ndarray]:
     """The three grids, each over [0, 2 pi] with both ends."""
     n = 201
-    u = np.linspace(0.0, 1.0, n)
-    warped = 2 * np.pi * (0.6 * u + 0.4 * u**2)
-    h = np.gradient(warped)
-    warped[1:-1] += np.random.default_rng(7).uniform(-0.3, 0.3, n - 2) * h[1:-1]
+    warped = irregular_grid(n, 0.0, 2 * np.pi)  # peers.py's irregular signal's grid
     jittered = np.linspace(0.0, 2 * np.pi, n)
     step = jittered[1] - jittered[0]
     jittered[1:-1] += np.random.default_rng(4).uniform(-0.35, 0.35, n - 2) * step
