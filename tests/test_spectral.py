@@ -243,12 +243,12 @@ def test_wrap_fits_are_quadratic_least_squares_on_either_side(kind: str, n: int)
     wrap: the series' last k samples against its first k, a step apart unless closed); the
     wrap's differences over the interior points' median absolute ones, the larger of the
     two; NaN for a row with a NaN."""
-    from deltaflow.kernels import spectral
+    from deltaflow.kernels import _spectral_wrap
 
     y = np.random.default_rng(n).standard_normal((4, n))
     y[1] += np.linspace(0.0, 3.0, n)  # a trend: a jump at the wrap
     y[3, n // 2] = np.nan
-    left, right, lstart, rstart = spectral._wrap_plan(n, kind)
+    left, right, lstart, rstart = _spectral_wrap.wrap_plan(n, kind)
     k = left.shape[1]
     gap = 0.0 if kind == "closed" else 1.0
     t = np.arange(k, dtype=float)
@@ -262,7 +262,7 @@ def test_wrap_fits_are_quadratic_least_squares_on_either_side(kind: str, n: int)
     scale = np.median(np.abs(d[:, 1:]), axis=1) / 0.6744897501960817
     tiny = 1e-12 * (np.ptp(y, axis=-1, keepdims=True) + 1e-300)
     want = np.max(np.abs(d[:, 0]) / (scale + tiny), axis=-1)
-    got = spectral._wrap_mismatch(y, kind)
+    got = _spectral_wrap.wrap_mismatch(y, kind)
     np.testing.assert_allclose(got[:3], want[:3], rtol=1e-8)
     assert np.isnan(got[3])
     # the wrap: the last k samples against the first k

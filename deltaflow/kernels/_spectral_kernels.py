@@ -207,7 +207,7 @@ def estimated_error_rows(
 
 @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
 def wrap_mismatch_rows(y, lw, rw, lstart, rstart, mad_normal, out):  # pragma: no cover
-    """spectral._wrap_mismatch of each row of y (rows, n) into out (rows,); NaN where the
+    """_spectral_wrap.wrap_mismatch of each row of y (rows, n) into out (rows,); NaN where the
     row has a NaN.
 
     Per point j of lstart / rstart (the wrap first, then P interior points): the left fit's
