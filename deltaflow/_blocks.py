@@ -104,9 +104,11 @@ def raise_on_nan(y: Any, offsets: Sequence[int], axis_order: Sequence[int], wher
     ``y`` has the differentiated axis last; ``axis_order[k]`` is the original axis of y's
     axis k and ``offsets`` the block's start along each original axis.
     """
-    if not bool(np.isnan(np.min(y))):  # min propagates NaN: one read pass
+    from .kernels._xp import any_nan, to_numpy
+
+    if not any_nan(y):
         return
-    mask = np.asarray(np.isnan(y))
+    mask = to_numpy(np.isnan(y))  # a GPU block's mask comes to the host for the message
     idx = np.argwhere(mask)[:5]
     glob = np.zeros((idx.shape[0], len(offsets)), dtype=np.int64)
     for k, ax in enumerate(axis_order):

@@ -21,7 +21,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from ._xp import asarray_like, is_numpy
+from ._xp import asarray_like, is_cupy, is_numpy
 
 
 def fornberg_weights(x0: np.ndarray, nodes: np.ndarray, m: int) -> np.ndarray:
@@ -242,6 +242,10 @@ def apply_stencil(st: Stencil, y: Any, xp: ModuleType) -> Any:
     """Apply a stencil along the last axis of y (..., n); returns a new array, y's dtype."""
     if is_numpy(xp):
         return _apply_numpy([st], None, y)
+    if is_cupy(xp):
+        from . import _cuda
+
+        return _cuda.apply([st], None, y)
     return _apply_generic(st, y, xp)
 
 
@@ -250,14 +254,18 @@ def apply_stencils(stencils: list[Stencil], which: Any, y: Any, xp: ModuleType) 
 
     For per-series parameters (one window per series): on NumPy one threaded pass writes
     every row in place, each through its own stencil, without gathering the rows of a
-    stencil into a copy; other namespaces take each stencil's rows, apply it, and put the
-    results back in order.
+    stencil into a copy; on CuPy one CUDA launch per stencil does the same (``_cuda``);
+    other namespaces take each stencil's rows, apply it, and put the results back in order.
     """
     which = np.asarray(which, dtype=np.int64).reshape(-1)
     if len(stencils) == 1:
         return apply_stencil(stencils[0], y, xp)
     if is_numpy(xp):
         return _apply_numpy(stencils, which, y)
+    if is_cupy(xp):
+        from . import _cuda
+
+        return _cuda.apply(stencils, which, y)
     n = y.shape[-1]
     y2 = xp.reshape(y, (-1, n))
     groups = [(st, np.flatnonzero(which == g)) for g, st in enumerate(stencils)]

@@ -41,6 +41,11 @@ def is_numpy(xp: ModuleType) -> bool:
     return xp is np
 
 
+def is_cupy(xp: ModuleType) -> bool:
+    """True for the CuPy module (where the CUDA kernels of ``_cuda`` apply)."""
+    return getattr(xp, "__name__", "") == "cupy"
+
+
 def scipy_for(xp: ModuleType) -> ModuleType:
     """SciPy for NumPy, ``cupyx.scipy`` for CuPy; TypeError for others."""
     if xp is np:
@@ -68,3 +73,13 @@ def asarray_like(a: Any, xp: ModuleType, dtype: Any = None) -> Any:
     if xp is np:
         return np.asarray(a, dtype=dtype)
     return xp.asarray(np.asarray(a) if isinstance(a, list | tuple) else a, dtype=dtype)
+
+
+def any_nan(y: Any) -> bool:
+    """True when y holds a NaN, in one read pass (no temporary mask the size of y)."""
+    xp = namespace(y)
+    if is_cupy(xp):
+        from ._cuda import any_nan as cuda_any_nan
+
+        return cuda_any_nan(y)
+    return bool(xp.isnan(xp.min(y)))  # min propagates NaN

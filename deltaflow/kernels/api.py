@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._stencil import _pool, _threads_for
-from ._xp import is_numpy, namespace, to_numpy
+from ._xp import any_nan, is_numpy, namespace, to_numpy
 from .registry import MethodParams, MethodSpec, Output, get_method
 
 # relative tolerance under which spacing counts as uniform (float64 linspace rounding ~1e-15)
@@ -119,10 +119,8 @@ def check_nans(spec: MethodSpec, y: Any, params: MethodParams, name: str = "y") 
             + ")"
         )
     if policy == "raise":
-        xp = namespace(y)
-        # min propagates NaN: one read pass, no temporary mask the size of y
-        if bool(xp.isnan(xp.min(y))):
-            mask = to_numpy(xp.isnan(y))
+        if any_nan(y):
+            mask = to_numpy(namespace(y).isnan(y))
             raise ValueError(
                 f"{name}: data has {nan_report(mask)} (along the last axis); use "
                 "nan_policy='omit' (methods that support it) or 'propagate'"
@@ -154,6 +152,7 @@ def differentiate_array(
     *,
     return_smoothed: bool = False,
     return_choices: bool = False,
+    device: str | None = None,
     **params: Any,
 ) -> Any:
     """Differentiate ``y`` along ``axis`` with respect to the coordinate ``x``.
@@ -174,6 +173,9 @@ def differentiate_array(
     return_choices : bool
         Also return the per-series automatic choices (dict of arrays of shape y.shape
         without ``axis``).
+    device : {None, "cpu", "gpu"}
+        None computes where y lives (CuPy on the GPU); "gpu" / "cpu" move y there first,
+        and the result stays there.
     **params
         The method's parameters (``deltaflow.methods()`` lists them).
 
@@ -186,6 +188,10 @@ def differentiate_array(
     p = spec.make_params(params)
     if return_smoothed and not spec.has_smoothed:
         raise ValueError(f"method {spec.name!r} has no smoothed signal (return_smoothed=True)")
+    if device is not None:
+        from .._device import check_device, to_device
+
+        y = to_device(y if hasattr(y, "shape") else np.asarray(y), check_device(device))
     xp = namespace(y)
     if not hasattr(y, "shape"):
         y = np.asarray(y)
