@@ -35,6 +35,7 @@ import xarray as xr
 from ._attrs import choices_summary, derivative_attrs, json_params
 from ._blocks import blockwise_with_halo, format_bytes, merge_chunks, merge_for_segments
 from ._coords import Axis, numeric_axis
+from ._device import check_device, check_method_device, is_dask, to_device
 from .kernels import MethodParams, MethodSpec, get_method, run_kernel, uniform_step
 from .kernels.api import check_length, check_nans
 
@@ -70,11 +71,6 @@ def _user_stacklevel() -> int:
     return level
 
 
-def is_dask(a: Any) -> bool:
-    """True for a Dask array."""
-    return type(a).__module__.split(".")[0] == "dask" and hasattr(a, "chunks")
-
-
 # ----------------------------------------------------------------------------- plan
 
 
@@ -90,7 +86,9 @@ class Plan:
         smoothed: bool = False,
         choices: bool = False,
         max_block_bytes: int | str | None = None,
+        device: str | None = None,
     ) -> None:
+        self.device = check_device(device)
         self.spec: MethodSpec = get_method(method)
         self.spec.check_order(order)
         self.order = int(order)
@@ -420,7 +418,8 @@ def _one(
 ) -> tuple[xr.DataArray, xr.DataArray | None, dict[str, xr.DataArray]]:
     """Differentiate one DataArray along ``axis.dim``."""
     plan.check_axis(axis, where)
-    data = _as_float(da, where)
+    data = to_device(_as_float(da, where), plan.device)
+    check_method_device(plan.spec, data, where)
     ax = da.get_axis_num(axis.dim)
     x = kernel_axis(axis.values)
     if is_dask(data):
@@ -537,6 +536,7 @@ def differentiate(
     datetime_unit: str = "s",
     return_choices: bool = False,
     max_block_bytes: int | str | None = None,
+    device: str | None = None,
     **params: Any,
 ) -> Any:
     """Differentiate labelled data along ``dim`` with a registered method.
@@ -566,6 +566,11 @@ def differentiate(
     max_block_bytes : int or str, optional
         Largest block a global method (or the choice pass) may need with ``dim`` in one
         chunk; default from Dask config ``deltaflow.max-block-bytes`` (4 GiB).
+    device : {None, "cpu", "gpu"}
+        Where the differentiated variables are computed and their results stay: None
+        leaves the data where it is (CuPy-backed data runs on the GPU), "gpu" moves it to
+        the current CUDA device through CuPy (Dask arrays chunk by chunk, lazily), "cpu"
+        to host memory. Methods without a GPU path (``deltaflow methods``) refuse GPU data.
     **params
         The method's parameters.
 
@@ -581,6 +586,7 @@ def differentiate(
         smoothed=return_smoothed,
         choices=return_choices,
         max_block_bytes=max_block_bytes,
+        device=device,
     )
     d, s, ch = _run(obj, dim, plan, variables, datetime_unit)
     result = [d]
@@ -599,9 +605,11 @@ def smooth(
     variables: Sequence[Hashable] | Hashable | None = None,
     datetime_unit: str = "s",
     max_block_bytes: int | str | None = None,
+    device: str | None = None,
     **params: Any,
 ) -> Any:
-    """The smoothed signal of a method that has one (same kind, dims, coords, chunks)."""
+    """The smoothed signal of a method that has one (same kind, dims, coords, chunks);
+    ``device`` as for :func:`differentiate`."""
     spec = get_method(method)
     plan = Plan(
         method,
@@ -609,6 +617,7 @@ def smooth(
         params,
         smoothed=True,
         max_block_bytes=max_block_bytes,
+        device=device,
     )
     _, s, _ = _run(obj, dim, plan, variables, datetime_unit)
     return s

@@ -30,7 +30,9 @@ import xarray as xr
 from ._attrs import integral_units
 from ._blocks import blockwise_with_halo, merge_chunks
 from ._coords import numeric_axis
+from ._device import check_device, to_device
 from .engine import LOGGER, is_dask, kernel_axis
+from .kernels._xp import asarray_like, namespace
 
 IntegrationMethod = Literal["trapezoid", "simpson"]
 _HALO = {"trapezoid": (1, 0), "simpson": (2, 1)}
@@ -39,11 +41,13 @@ _GAUSS = np.array([-1.0, 1.0]) / np.sqrt(3.0)  # 2-point Gauss-Legendre: exact f
 
 
 def trapezoid_increments(y: Any, x: np.ndarray) -> Any:
-    """Per-interval trapezoid integrals along the last axis; element 0 is 0. Shape of y."""
-    out = np.empty_like(y)
+    """Per-interval trapezoid integrals along the last axis; element 0 is 0. Shape of y
+    (NumPy or CuPy; x on the host)."""
+    xp = namespace(y)
+    out = xp.empty_like(y)
     out[..., 0] = 0.0
-    dx = np.diff(x).astype(y.dtype, copy=False)
-    np.add(y[..., 1:], y[..., :-1], out=out[..., 1:])
+    dx = asarray_like(np.diff(x), xp, dtype=y.dtype)
+    xp.add(y[..., 1:], y[..., :-1], out=out[..., 1:])
     out[..., 1:] *= 0.5 * dx
     return out
 
@@ -75,14 +79,15 @@ def cubic_weights(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def cubic_increments(y: Any, x: np.ndarray) -> Any:
     """Per-interval cubic-rule integrals along the last axis; element 0 is 0."""
+    xp = namespace(y)
     start, w = cubic_weights(x)
-    out = np.empty_like(y)
+    out = xp.empty_like(y)
     out[..., 0] = 0.0
     acc = out[..., 1:]
-    w = w.astype(y.dtype, copy=False)
-    np.multiply(np.take(y, start, axis=-1), w[:, 0], out=acc)
+    w = asarray_like(w.T.copy(), xp, dtype=y.dtype)  # (4, n - 1)
+    xp.multiply(xp.take(y, asarray_like(start, xp, dtype=np.int64), axis=-1), w[0], out=acc)
     for j in range(1, 4):
-        acc += np.take(y, start + j, axis=-1) * w[:, j]
+        acc += xp.take(y, asarray_like(start + j, xp, dtype=np.int64), axis=-1) * w[j]
     return out
 
 
@@ -145,6 +150,7 @@ def _integrate_one(
     method: str,
     return_error: bool,
     datetime_unit: str,
+    device: str | None = None,
 ) -> tuple[xr.DataArray, xr.DataArray | None]:
     where = f"variable {da.name!r}, dim {dim!r}"
     axis = numeric_axis(da, dim, datetime_unit, where=where)
@@ -155,7 +161,7 @@ def _integrate_one(
     kind = da.dtype.kind
     if kind not in "iufb":
         raise TypeError(f"{where}: data must be real numeric, got dtype {da.dtype}")
-    data = da.data if kind == "f" else da.data.astype(np.float64)
+    data = to_device(da.data if kind == "f" else da.data.astype(np.float64), device)
     ax = da.get_axis_num(dim)
     cum, err = _cumulative(data, ax, kernel_axis(axis.values), method, return_error, where)
     label = da.attrs.get("long_name") or (str(da.name) if da.name is not None else "data")
@@ -204,6 +210,7 @@ def integrate(
     *,
     return_error: bool = False,
     datetime_unit: str = "s",
+    device: str | None = None,
 ) -> Any:
     """Cumulative integral along ``dim``, starting from ``initial`` at the first sample.
 
@@ -217,14 +224,17 @@ def integrate(
         Second-order trapezoid, or the fourth-order cubic rule (module docstring).
     return_error : bool
         Also return |F_trapezoid - F_simpson| (same shape) as an error estimate.
+    device : {None, "cpu", "gpu"}
+        Where to compute, as for :func:`deltaflow.differentiate`.
 
     Returns the integral (same kind, dims, coords, chunks), or (integral, error).
     Units are the data's times the coordinate's (``m s-1`` over ``s`` gives ``m``).
     """
     if method not in _HALO:
         raise ValueError(f"method must be 'trapezoid' or 'simpson', got {method!r}")
+    check_device(device)
     if isinstance(obj, xr.DataArray):
-        out, err = _integrate_one(obj, dim, initial, method, return_error, datetime_unit)
+        out, err = _integrate_one(obj, dim, initial, method, return_error, datetime_unit, device)
         return (out, err) if return_error else out
     if not isinstance(obj, xr.Dataset):
         raise TypeError(f"expected an xarray DataArray or Dataset, got {type(obj).__name__}")
@@ -234,7 +244,7 @@ def integrate(
     outs, errs = {}, {}
     for k in names:
         init = initial[k] if isinstance(initial, xr.Dataset) else initial
-        outs[k], e = _integrate_one(obj[k], dim, init, method, return_error, datetime_unit)
+        outs[k], e = _integrate_one(obj[k], dim, init, method, return_error, datetime_unit, device)
         if e is not None:
             errs[k] = e.rename(k)
     res = obj.copy(deep=False).assign(outs)

@@ -380,15 +380,16 @@ def write_block(
     dims: tuple[str, ...],
 ) -> int:
     """Write one computed block into array ``var`` at ``bounds`` (checked aligned); its bytes."""
-    import numpy as np
     import zarr
+
+    from .kernels._xp import to_numpy
 
     arr = zarr.open_array(store=Store(target, storage_options).zarr_target(), path=var, mode="r+")
     chunks = dict(zip(dims, arr.chunks, strict=True))
     sizes = dict(zip(dims, arr.shape, strict=True))
     check_aligned({d: bounds[d] for d in dims}, chunks, sizes, f"variable {var!r}")
     sl = tuple(slice(*bounds[d]) for d in dims)
-    block = np.asarray(block)
+    block = to_numpy(block)  # a GPU block comes to the host here, at the sink
     expect = tuple(bounds[d][1] - bounds[d][0] for d in dims)
     if block.shape != expect:
         raise RuntimeError(f"variable {var!r}: block shape {block.shape} != region {expect}")

@@ -387,6 +387,12 @@ def workflow_model() -> type[BaseModel]:
             "mapping, or a scheduler address (tcp://host:8786)",
         )
         plot: PlotConfig | None = Field(None, description="a figure drawn after the run")
+        device: Literal["cpu", "gpu"] = Field(
+            "cpu",
+            description="where the steps compute: 'cpu', or 'gpu' (the source's numeric "
+            "variables move to the CUDA device through CuPy chunk by chunk and the results "
+            "come back to host memory at the sink; methods without a GPU path are refused)",
+        )
 
         _check_cluster = field_validator("cluster")(classmethod(lambda cls, v: check_cluster(v)))
 
@@ -422,7 +428,8 @@ class LoadedWorkflow:
 
     @property
     def sha256(self) -> str:
-        """Hash of the resolved workflow, ignoring sink.mode and cluster (how it is run)."""
+        """Hash of the resolved workflow, ignoring sink.mode, cluster and device (how it is
+        run)."""
         return digest(self.config, ignore_mode=True)
 
     @property
@@ -442,6 +449,7 @@ def digest(config: BaseModel, *, ignore_mode: bool = True) -> str:
     """sha256 of the canonical JSON of a validated workflow."""
     d = config.model_dump(mode="json")
     d.pop("cluster", None)
+    d.pop("device", None)  # where it runs, like cluster: results agree to rounding
     if ignore_mode:
         d["sink"] = {k: v for k, v in d["sink"].items() if k != "mode"}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()

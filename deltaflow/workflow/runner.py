@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._device import move_data
 from ..io import (
     STATUS_ATTR,
     IncompleteStoreError,
@@ -192,6 +193,11 @@ def build(loaded: LoadedWorkflow, *, mode: str | None = None) -> Built:
         joined = append["joined"]
     else:
         joined = source
+    if cfg.device == "gpu":
+        try:
+            joined = move_data(joined, "gpu")
+        except RuntimeError as err:
+            raise loaded.error([Problem(("device",), str(err))]) from None
     if sink.append_dim and sink.append_dim not in joined.dims:
         raise loaded.error(
             [Problem(("sink", "append_dim"), f"no dim {sink.append_dim!r} in the source")]
@@ -312,7 +318,7 @@ def _template(built: Built, prov: Mapping[str, Any]) -> None:
     import warnings
 
     sink = built.loaded.config.sink
-    tmpl = built.out.copy()
+    tmpl = move_data(built.out, "cpu")  # never computed; a host meta for zarr
     tmpl.attrs = {**prov, STATUS_ATTR: "incomplete"}
     enc = {}
     for v in built.write_vars:

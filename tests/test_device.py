@@ -1,0 +1,141 @@
+"""The ``device`` option without a GPU: validation, host moves, and the clear refusals.
+
+What needs CuPy and a CUDA device is in ``tests/test_gpu.py`` (``-m gpu``).
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+
+import deltaflow as dfl
+from deltaflow._device import check_method_device, cupy_module, move_data, to_device
+from deltaflow.workflow import ConfigError
+from deltaflow.workflow.runner import validate_workflow
+
+
+def _gpu_usable() -> bool:
+    try:
+        cupy_module()
+    except RuntimeError:
+        return False
+    return True
+
+
+NO_GPU = pytest.mark.skipif(_gpu_usable(), reason="a CUDA device is usable here")
+
+
+def _series() -> xr.DataArray:
+    t = np.linspace(0.0, 3.0, 300)
+    rng = np.random.default_rng(1)
+    y = np.sin(2 * t)[None, :] + 0.01 * rng.standard_normal((4, 300))
+    return xr.DataArray(y, dims=("s", "t"), coords={"t": t}, name="y")
+
+
+@pytest.mark.parametrize("method", ["finite_difference", "savgol", "spline"])
+def test_device_cpu_equals_no_device_and_stays_lazy(method):
+    arr = _series()
+    ref = dfl.differentiate(arr, "t", method=method)
+    np.testing.assert_array_equal(dfl.differentiate(arr, "t", method=method, device="cpu"), ref)
+    lazy = arr.chunk({"t": 100})
+    out = dfl.differentiate(lazy, "t", method=method, device="cpu")
+    assert isinstance(out.data, da.Array) and isinstance(out.data._meta, np.ndarray)
+    np.testing.assert_allclose(out.values, ref.values, rtol=1e-12, atol=1e-12)
+
+
+def test_integrate_and_smooth_take_device():
+    arr = _series()
+    np.testing.assert_array_equal(
+        dfl.integrate(arr, "t", method="simpson", device="cpu"),
+        dfl.integrate(arr, "t", method="simpson"),
+    )
+    np.testing.assert_array_equal(
+        dfl.smooth(arr, "t", "savgol", device="cpu"), dfl.smooth(arr, "t", "savgol")
+    )
+
+
+@pytest.mark.parametrize("bad", ["tpu", "GPU", 1])
+def test_bad_device_is_named_with_the_allowed_values(bad):
+    with pytest.raises(ValueError, match=r"device: must be 'cpu', 'gpu' or None.*got"):
+        dfl.differentiate(_series(), "t", device=bad)
+    with pytest.raises(ValueError, match=r"device: must be"):
+        dfl.differentiate_array(np.ones(10), device=bad)
+    with pytest.raises(ValueError, match=r"device: must be"):
+        dfl.integrate(_series(), "t", device=bad)
+
+
+@NO_GPU
+def test_gpu_without_cupy_or_device_says_why():
+    with pytest.raises(RuntimeError, match=r"device 'gpu'.*(CuPy|CUDA)"):
+        dfl.differentiate(_series(), "t", device="gpu")
+    with pytest.raises(RuntimeError, match=r"device 'gpu'"):
+        dfl.differentiate_array(np.ones(10), device="gpu")
+
+
+def test_methods_without_a_gpu_path_refuse_device_arrays_by_name():
+    xps = pytest.importorskip("array_api_strict")
+    y = xps.asarray(np.ones((2, 50)))
+    spec = dfl.get_method("spline")
+    with pytest.raises(TypeError, match=r"variable 'y', dim 't': method 'spline' has no GPU"):
+        check_method_device(spec, y, "variable 'y', dim 't'")
+    check_method_device(dfl.get_method("finite_difference"), y, "here")  # gpu=True: fine
+    check_method_device(spec, np.ones(3), "here")  # host data: fine
+
+
+def test_move_data_moves_numeric_variables_only():
+    ds = xr.Dataset(
+        {"a": ("t", np.arange(3.0)), "name": ("t", np.array(["x", "y", "z"]))},
+        coords={"t": [0, 1, 2]},
+    )
+    assert move_data(ds, None) is ds
+    out = move_data(ds.chunk(), "cpu")
+    assert isinstance(out.a.data, da.Array) and out.name.dtype.kind == "U"
+    assert to_device(np.ones(2), None) is not None
+
+
+WORKFLOW = """\
+name: device-test
+source: {kind: sensors, n_series: 4, n_samples: 400, chunks: {sensor: 2, time: 100}}
+steps:
+  - differentiate: {var: temperature, dim: time, method: finite_difference, out: dT_dt}
+sink: {path: STORE, mode: create}
+device: DEVICE
+"""
+
+
+def _workflow(tmp_path, device: str):
+    p = tmp_path / "wf.yaml"
+    text = WORKFLOW.replace("STORE", str(tmp_path / "out.zarr")).replace("DEVICE", device)
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def test_workflow_device_must_be_cpu_or_gpu(tmp_path):
+    with pytest.raises(ConfigError, match=r"device.*'cpu' or 'gpu'"):
+        validate_workflow(_workflow(tmp_path, "tpu"), environ={})
+    validate_workflow(_workflow(tmp_path, "cpu"), environ={})
+
+
+@NO_GPU
+def test_workflow_on_gpu_without_one_fails_validation_at_the_device_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"device: device 'gpu'.*(CuPy|CUDA)") as info:
+        validate_workflow(_workflow(tmp_path, "gpu"), environ={})
+    assert "wf.yaml" in str(info.value)
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_workflow_hash_ignores_device_like_cluster(tmp_path):
+    from deltaflow.workflow import load_workflow
+
+    cpu = load_workflow(_workflow(tmp_path, "cpu"), environ={})
+    (tmp_path / "wf.yaml").write_text(
+        (tmp_path / "wf.yaml").read_text().replace("device: cpu\n", "")
+    )
+    plain = load_workflow(tmp_path / "wf.yaml", environ={})
+    gpu = load_workflow(tmp_path / "wf.yaml", overrides=["device=gpu"], environ={})
+    assert gpu.config.device == "gpu" and plain.config.device == "cpu"
+    assert cpu.sha256 == plain.sha256 == gpu.sha256
