@@ -95,3 +95,118 @@ def test_dask_of_cupy_stays_on_the_device(method):
     blocks = out.data.compute(scheduler="synchronous")
     assert isinstance(blocks, cp.ndarray), type(blocks)
     np.testing.assert_allclose(cp.asnumpy(blocks), ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("finite_difference", {"accuracy": 8}),
+        ("savgol", {"window": 201, "polyorder": 4}),
+        ("savgol", {}),  # windows chosen per series: one launch per distinct window
+    ],
+)
+@pytest.mark.parametrize("irregular", [False, True], ids=["uniform", "irregular"])
+def test_wide_stencils_across_tiles_match_numpy(method, params, irregular):
+    """Series longer than a kernel tile, wide stencils, both ends, several orders."""
+    x, y = _batch(n=1500, irregular=irregular)
+    y = np.concatenate([y, y[::-1] * 3.0])
+    for order in (1, 2, 4) if method == "finite_difference" else (1, 2):
+        ref = dfl.differentiate_array(y, x, method=method, order=order, **params)
+        got = cp.asnumpy(
+            dfl.differentiate_array(cp.asarray(y), x, method=method, order=order, **params)
+        )
+        np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
+
+
+def _labelled(n: int = 600):
+    xr = pytest.importorskip("xarray")
+    x, y = _batch(n=n)
+    return xr.DataArray(y, dims=("s", "t"), coords={"t": x}, name="y", attrs={"units": "m"})
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["numpy", "dask"])
+def test_device_gpu_moves_host_data_and_keeps_results_there(chunked):
+    arr = _labelled()
+    ref = dfl.differentiate(arr, "t", method="savgol", order=2)
+    src = arr.chunk({"s": 2, "t": 150}) if chunked else arr
+    out = dfl.differentiate(src, "t", method="savgol", order=2, device="gpu")
+    data = out.data._meta if chunked else out.data
+    assert isinstance(data, cp.ndarray), type(data)
+    got = out.data.compute() if chunked else out.data
+    assert isinstance(got, cp.ndarray)
+    np.testing.assert_allclose(cp.asnumpy(got), ref.values, rtol=1e-10, atol=1e-10)
+    back = dfl.differentiate(out, "t", method="finite_difference", device="cpu")
+    assert isinstance(back.values, np.ndarray)
+
+
+def test_integrate_and_smooth_on_the_gpu_match_the_cpu():
+    arr = _labelled()
+    for method in ("trapezoid", "simpson"):
+        ref, ref_err = dfl.integrate(arr, "t", method=method, return_error=True)
+        got, err = dfl.integrate(arr, "t", method=method, return_error=True, device="gpu")
+        assert isinstance(got.data, cp.ndarray)
+        np.testing.assert_allclose(cp.asnumpy(got.data), ref.values, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(cp.asnumpy(err.data), ref_err.values, rtol=1e-9, atol=1e-12)
+    sm = dfl.smooth(arr.chunk({"t": 200}), "t", "savgol", device="gpu")
+    np.testing.assert_allclose(
+        cp.asnumpy(sm.data.compute()),
+        dfl.smooth(arr, "t", "savgol").values,
+        rtol=1e-10,
+        atol=1e-10 * float(np.abs(arr).max()),
+    )
+
+
+def test_method_without_gpu_path_is_refused_before_any_work():
+    lazy = _labelled().chunk({"t": 150})
+    with pytest.raises(TypeError, match=r"variable 'y', dim 't': method 'spline' has no GPU"):
+        dfl.differentiate(lazy, "t", method="spline", device="gpu")
+
+
+WORKFLOW = """\
+name: gpu-test
+source: {kind: sensors, n_series: 6, n_samples: 1200, chunks: {sensor: 3, time: 300}}
+steps:
+  - differentiate: {var: temperature, dim: time, method: METHOD, out: dT_dt}
+  - integrate: {var: dT_dt, dim: time, out: T_back}
+sink: {path: STORE, mode: create}
+device: DEVICE
+"""
+
+
+def _run(tmp_path, device: str, method: str = "savgol"):
+    from deltaflow.workflow.runner import run_workflow
+
+    p = tmp_path / f"{device}-{method}.yaml"
+    store = tmp_path / f"{device}-{method}.zarr"
+    text = WORKFLOW.replace("STORE", str(store)).replace("DEVICE", device)
+    p.write_text(text.replace("METHOD", method))
+    return run_workflow(p, environ={}), store
+
+
+def test_workflow_on_the_gpu_writes_the_cpu_store(tmp_path):
+    xr = pytest.importorskip("xarray")
+    gpu, gpu_store = _run(tmp_path, "gpu")
+    cpu, cpu_store = _run(tmp_path, "cpu")
+    assert gpu.complete and cpu.complete
+    a, b = xr.open_zarr(gpu_store), xr.open_zarr(cpu_store)
+    for v in ("temperature", "dT_dt", "T_back"):
+        np.testing.assert_allclose(a[v].values, b[v].values, rtol=1e-10, atol=1e-10)
+    assert a.attrs["deltaflow_status"] == "complete"
+
+
+def test_workflow_on_the_gpu_refuses_a_cpu_only_method_at_its_step(tmp_path):
+    from deltaflow.workflow import ConfigError
+
+    with pytest.raises(ConfigError, match=r"steps\[0\].*spline.*no GPU path"):
+        _run(tmp_path, "gpu", method="spline")
+    assert not (tmp_path / "gpu-spline.zarr").exists()
+
+
+def test_nan_in_a_gpu_chunk_is_reported_with_its_global_index():
+    arr = _labelled()
+    y = arr.values.copy()
+    y[3, 417] = np.nan
+    lazy = arr.copy(data=y).chunk({"t": 150})
+    out = dfl.differentiate(lazy, "t", method="finite_difference", device="gpu")
+    with pytest.raises(ValueError, match=r"\(3, 417\)"):
+        out.compute()

@@ -1,0 +1,73 @@
+"""Where the time of a GPU stencil call goes: the NaN check, the kernel alone, the full call.
+
+Run on a machine with CuPy and an NVIDIA GPU (``benchmarks/gpu_run.sh`` runs it first)::
+
+    python benchmarks/gpu_parts.py
+
+Prints, on a 100,000 x 1,000 float64 batch: the device-to-device copy; the NaN check's
+reduction (nan_policy='raise') in copies; the CUDA stencil kernel alone for 3, 9, 21 and
+101 taps as a fraction of the copy; and ``differentiate_array`` for finite_difference and
+savgol(window=21) with and without the NaN check.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+import cupy as cp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import deltaflow as dfl  # noqa: E402
+from deltaflow.kernels import _cuda  # noqa: E402
+from deltaflow.kernels import finite_difference as fdm  # noqa: E402
+from deltaflow.kernels import savgol as sgm  # noqa: E402
+
+
+def bt(f, r=7):
+    """Best wall time of r calls after a warm-up, synchronising the device."""
+    f()
+    cp.cuda.Device().synchronize()
+    best = 1e9
+    for _ in range(r):
+        t = time.perf_counter()
+        f()
+        cp.cuda.Device().synchronize()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+rng = np.random.default_rng(0)
+x = np.linspace(0, 10, 1000)
+host = np.sin(x)[None] * rng.uniform(0.5, 2, (100000, 1)) + 0.01 * rng.standard_normal(
+    (100000, 1000)
+)
+y = cp.asarray(host)
+tc = bt(lambda: y.copy())
+print(f"copy {y.nbytes / tc / 1e9:.0f} GB/s ({tc * 1e3:.3f} ms)")
+for label, f in [
+    ("isnan(min(y))", lambda: bool(cp.isnan(cp.min(y)))),
+    ("any_nan reduction", lambda: _cuda.any_nan(y)),
+    ("empty_like", lambda: cp.empty_like(y)),
+]:
+    t = bt(f)
+    print(f"{label}: {t * 1e3:.3f} ms = {t / tc:.2f} copies")
+sts = [
+    ("fd w3", fdm.build_stencil(x, 1, 2)),
+    ("fd w9", fdm.build_stencil(x, 1, 8)),
+    ("sg w21", sgm.build_stencil(x, 21, 3, 1)),
+    ("sg w101", sgm.build_stencil(x, 101, 3, 1)),
+]
+line = f"kernel alone (OUTPUTS={_cuda.OUTPUTS}, SHARED_FROM={_cuda.SHARED_FROM}):"
+for label, st in sts:
+    t = bt(lambda st=st: _cuda.apply([st], None, y))
+    line += f"  {label} {tc / t:.3f}x"
+print(line, flush=True)
+for m, kw in [("finite_difference", {}), ("savgol", {"window": 21})]:
+    for pol in ("raise", "propagate"):
+        t = bt(
+            lambda m=m, kw=kw, pol=pol: dfl.differentiate_array(
+                y, x, method=m, nan_policy=pol, **kw
+            )
+        )
+        print(f"differentiate_array {m} {kw} nan_policy={pol}: {tc / t:.3f}x copy")
