@@ -91,17 +91,18 @@ def move_data(obj: Any, device: str | None) -> Any:
     return obj.assign(moved) if moved else obj
 
 
-def check_method_device(spec: Any, data: Any, where: str) -> None:
-    """TypeError naming the method and ``where`` when ``data`` is not host data and the
-    method has no path for its array module (``spec.gpu`` false)."""
+def check_method_device(spec: Any, data: Any, where: str, allow_host: bool = False) -> None:
+    """TypeError naming the method and ``where`` when ``data`` is not host data, the method
+    has no path for its array module (``spec.gpu`` false) and ``allow_host`` is not given."""
     xp = array_module(data)
-    if is_numpy(xp) or spec.gpu:
+    if is_numpy(xp) or spec.gpu or allow_host:
         return
     from .kernels.registry import registered
 
     able = ", ".join(sorted(n for n, s in registered().items() if s.gpu))
     raise TypeError(
         f"{where}: method {spec.name!r} has no GPU path (its spec says gpu=False) and the "
-        f"data is a {xp.__name__} array; use device='cpu' to run it on the host, or a "
-        f"method that runs on the GPU: {able}"
+        f"data is a {xp.__name__} array; pass allow_host=True to run it on host copies of "
+        f"each block (results come back to the device), use device='cpu', or a method "
+        f"that runs on the GPU: {able}"
     )

@@ -37,6 +37,7 @@ from ._blocks import blockwise_with_halo, format_bytes, merge_chunks, merge_for_
 from ._coords import Axis, numeric_axis
 from ._device import check_device, check_method_device, is_dask, to_device
 from .kernels import MethodParams, MethodSpec, get_method, run_kernel, uniform_step
+from .kernels._xp import astype, to_numpy
 from .kernels.api import check_length, check_nans
 
 LOGGER = logging.getLogger("deltaflow")
@@ -87,8 +88,10 @@ class Plan:
         choices: bool = False,
         max_block_bytes: int | str | None = None,
         device: str | None = None,
+        allow_host: bool = False,
     ) -> None:
         self.device = check_device(device)
+        self.allow_host = bool(allow_host)
         self.spec: MethodSpec = get_method(method)
         self.spec.check_order(order)
         self.order = int(order)
@@ -115,7 +118,8 @@ class Plan:
 
     @property
     def token(self) -> tuple:
-        return (self.spec.name, self.order, json_params(self.params), self.smoothed)
+        p = json_params(self.params)
+        return (self.spec.name, self.order, p, self.smoothed, self.allow_host)
 
     def check_axis(self, axis: Axis, where: str) -> None:
         """Length and spacing checks against this method."""
@@ -170,16 +174,19 @@ def _segment(
     smoothed: bool,
     keys: tuple[str, ...],
     emit_choices: bool,
+    allow_host: bool,
     y: Any,
     x: np.ndarray,
     extras: list[Any],
 ) -> tuple:
     """Segment function for :func:`blockwise_with_halo`: the kernel on one segment."""
     chosen = dict(zip(keys, extras, strict=True)) if extras else None
-    run = run_kernel(spec, y, x, order, params, chosen=chosen, smoothed=smoothed)
-    outs = [run.output.derivative.astype(y.dtype, copy=False)]
+    run = run_kernel(
+        spec, y, x, order, params, chosen=chosen, smoothed=smoothed, allow_host=allow_host
+    )
+    outs = [astype(run.output.derivative, y.dtype)]
     if smoothed:
-        outs.append(run.output.smoothed.astype(y.dtype, copy=False))
+        outs.append(astype(run.output.smoothed, y.dtype))
     if emit_choices:
         outs.extend(np.asarray(run.chosen[k]) for k in keys)
     return tuple(outs)
@@ -189,7 +196,7 @@ def _choose_segment(
     spec: MethodSpec, order: int, params: MethodParams, keys: tuple[str, ...], y, x, extras
 ) -> tuple:
     """Segment function of the choice pass: per-series choices from whole series."""
-    xs, ys = x, y
+    xs, ys = x, (y if spec.gpu else to_numpy(y))  # a host copy only where allow_host let it
     if x.shape[0] >= 2 and x[-1] < x[0]:
         xs, ys = x[::-1].copy(), y[..., ::-1]
     chosen = spec.choose(ys, xs, order, params, np)
@@ -202,7 +209,15 @@ def apply_numpy(
     """Derivative, smoothed (or None) and choices for an in-memory array, one kernel call."""
     y = np.moveaxis(data, ax, -1)
     check_nans(plan.spec, y, plan.params, name=where)
-    run = run_kernel(plan.spec, y, x, plan.order, plan.params, smoothed=plan.smoothed)
+    run = run_kernel(
+        plan.spec,
+        y,
+        x,
+        plan.order,
+        plan.params,
+        smoothed=plan.smoothed,
+        allow_host=plan.allow_host,
+    )
     d = np.moveaxis(run.output.derivative, -1, ax)
     s = np.moveaxis(run.output.smoothed, -1, ax) if plan.smoothed else None
     return d, s, dict(run.chosen)
@@ -277,7 +292,7 @@ def apply_dask(
         outputs.append((y.dtype, True))
     if emit:
         outputs.extend((dt, False) for _, dt in keys_dt)
-    func = functools.partial(_segment, spec, order, p, plan.smoothed, keys, emit)
+    func = functools.partial(_segment, spec, order, p, plan.smoothed, keys, emit, plan.allow_host)
     outs = blockwise_with_halo(
         y,
         ax,
@@ -419,7 +434,7 @@ def _one(
     """Differentiate one DataArray along ``axis.dim``."""
     plan.check_axis(axis, where)
     data = to_device(_as_float(da, where), plan.device)
-    check_method_device(plan.spec, data, where)
+    check_method_device(plan.spec, data, where, plan.allow_host)
     ax = da.get_axis_num(axis.dim)
     x = kernel_axis(axis.values)
     if is_dask(data):
@@ -537,6 +552,7 @@ def differentiate(
     return_choices: bool = False,
     max_block_bytes: int | str | None = None,
     device: str | None = None,
+    allow_host: bool = False,
     **params: Any,
 ) -> Any:
     """Differentiate labelled data along ``dim`` with a registered method.
@@ -570,7 +586,11 @@ def differentiate(
         Where the differentiated variables are computed and their results stay: None
         leaves the data where it is (CuPy-backed data runs on the GPU), "gpu" moves it to
         the current CUDA device through CuPy (Dask arrays chunk by chunk, lazily), "cpu"
-        to host memory. Methods without a GPU path (``deltaflow methods``) refuse GPU data.
+        to host memory. Methods without a GPU path (``deltaflow methods``) refuse GPU data
+        unless ``allow_host``.
+    allow_host : bool
+        Let a method without a GPU path run on GPU data: each block is copied to host
+        memory, differentiated there, and its result copied back to the device.
     **params
         The method's parameters.
 
@@ -587,6 +607,7 @@ def differentiate(
         choices=return_choices,
         max_block_bytes=max_block_bytes,
         device=device,
+        allow_host=allow_host,
     )
     d, s, ch = _run(obj, dim, plan, variables, datetime_unit)
     result = [d]
@@ -606,10 +627,11 @@ def smooth(
     datetime_unit: str = "s",
     max_block_bytes: int | str | None = None,
     device: str | None = None,
+    allow_host: bool = False,
     **params: Any,
 ) -> Any:
     """The smoothed signal of a method that has one (same kind, dims, coords, chunks);
-    ``device`` as for :func:`differentiate`."""
+    ``device`` and ``allow_host`` as for :func:`differentiate`."""
     spec = get_method(method)
     plan = Plan(
         method,
@@ -618,6 +640,7 @@ def smooth(
         smoothed=True,
         max_block_bytes=max_block_bytes,
         device=device,
+        allow_host=allow_host,
     )
     _, s, _ = _run(obj, dim, plan, variables, datetime_unit)
     return s

@@ -139,3 +139,69 @@ def test_workflow_hash_ignores_device_like_cluster(tmp_path):
     gpu = load_workflow(tmp_path / "wf.yaml", overrides=["device=gpu"], environ={})
     assert gpu.config.device == "gpu" and plain.config.device == "cpu"
     assert cpu.sha256 == plain.sha256 == gpu.sha256
+
+
+# ------------------------------------------------------------------ allow_host (array API)
+# array_api_strict stands in for a GPU namespace here: a method without a GPU path refuses
+# its arrays, or with allow_host runs on a host copy and hands back the same namespace
+
+
+@pytest.mark.parametrize("method", ["spline", "kalman", "auto"])
+def test_allow_host_runs_cpu_only_methods_on_a_host_copy(method):
+    xps = pytest.importorskip("array_api_strict")
+    arr = _series()
+    x, y = arr.t.values, arr.values
+    with pytest.raises(TypeError, match=rf"method '{method}'.*allow_host=True"):
+        dfl.differentiate_array(xps.asarray(y), x, method=method)
+    got = dfl.differentiate_array(xps.asarray(y), x, method=method, allow_host=True)
+    assert isinstance(got, type(xps.asarray(y)))
+    np.testing.assert_array_equal(np.asarray(got), dfl.differentiate_array(y, x, method=method))
+    # decreasing x and the smoothed signal come back too
+    d, s = dfl.differentiate_array(
+        xps.asarray(y[:, ::-1]), x[::-1], method="spline", allow_host=True, return_smoothed=True
+    )
+    ref_d, ref_s = dfl.differentiate_array(
+        y[:, ::-1], x[::-1], method="spline", return_smoothed=True
+    )
+    np.testing.assert_array_equal(np.asarray(d), ref_d)
+    np.testing.assert_array_equal(np.asarray(s), ref_s)
+
+
+def test_engine_segments_with_allow_host_return_the_input_namespace():
+    """The Dask engine's segment and choice functions, on a block of array-API data."""
+    xps = pytest.importorskip("array_api_strict")
+    from deltaflow.engine import _choose_segment, _segment
+
+    arr = _series()
+    x, y = arr.t.values, arr.values
+    spec = dfl.get_method("spline")
+    params = spec.make_params({})
+    keys = ("smoothing",)
+    chosen = _choose_segment(spec, 1, params, keys, xps.asarray(y), x, [])
+    assert all(isinstance(c, np.ndarray) for c in chosen)  # choices stay on the host
+    out = _segment(spec, 1, params, False, keys, False, True, xps.asarray(y), x, list(chosen))
+    assert isinstance(out[0], type(xps.asarray(y)))
+    np.testing.assert_array_equal(
+        np.asarray(out[0]), dfl.differentiate_array(y, x, method="spline")
+    )
+    with pytest.raises(TypeError, match="allow_host"):
+        _segment(spec, 1, params, False, keys, False, False, xps.asarray(y), x, list(chosen))
+
+
+def test_check_method_device_lets_allow_host_through():
+    xps = pytest.importorskip("array_api_strict")
+    check_method_device(dfl.get_method("tvr"), xps.asarray(np.ones(4)), "here", allow_host=True)
+    with pytest.raises(TypeError, match="allow_host=True"):
+        check_method_device(dfl.get_method("tvr"), xps.asarray(np.ones(4)), "here")
+
+
+def test_workflow_allow_host_is_a_boolean_and_leaves_the_hash(tmp_path):
+    from deltaflow.workflow import load_workflow
+
+    path = _workflow(tmp_path, "cpu")
+    base = load_workflow(path, environ={})
+    on = load_workflow(path, overrides=["allow_host=true"], environ={})
+    assert on.config.allow_host is True and base.config.allow_host is False
+    assert on.sha256 == base.sha256
+    with pytest.raises(ConfigError, match="allow_host"):
+        load_workflow(path, overrides=["allow_host=maybe"], environ={})

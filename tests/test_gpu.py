@@ -210,3 +210,34 @@ def test_nan_in_a_gpu_chunk_is_reported_with_its_global_index():
     out = dfl.differentiate(lazy, "t", method="finite_difference", device="gpu")
     with pytest.raises(ValueError, match=r"\(3, 417\)"):
         out.compute()
+
+
+@pytest.mark.parametrize("method", CPU_ONLY)
+def test_allow_host_runs_cpu_only_methods_on_gpu_data(method):
+    x, y = _batch()
+    ref = dfl.differentiate_array(y, x, method=method)
+    got = dfl.differentiate_array(cp.asarray(y), x, method=method, allow_host=True)
+    assert isinstance(got, cp.ndarray)
+    np.testing.assert_array_equal(cp.asnumpy(got), ref)
+
+
+def test_allow_host_through_the_dask_engine_and_a_workflow(tmp_path):
+    xr = pytest.importorskip("xarray")
+    arr = _labelled()
+    ref = dfl.differentiate(arr, "t", method="spline")
+    lazy = arr.chunk({"s": 2, "t": 150})
+    with pytest.warns(UserWarning, match="global"):
+        out = dfl.differentiate(lazy, "t", method="spline", device="gpu", allow_host=True)
+    assert isinstance(out.data._meta, cp.ndarray)
+    got = out.data.compute()
+    assert isinstance(got, cp.ndarray)
+    np.testing.assert_allclose(cp.asnumpy(got), ref.values, rtol=1e-12, atol=1e-12)
+    from deltaflow.workflow.runner import run_workflow
+
+    p = tmp_path / "wf.yaml"
+    text = WORKFLOW.replace("STORE", str(tmp_path / "s.zarr")).replace("DEVICE", "gpu")
+    p.write_text(text.replace("METHOD", "spline") + "allow_host: true\n")
+    assert run_workflow(p, environ={}).complete
+    cpu, cpu_store = _run(tmp_path, "cpu", method="spline")
+    a, b = xr.open_zarr(tmp_path / "s.zarr"), xr.open_zarr(cpu_store)
+    np.testing.assert_allclose(a.dT_dt.values, b.dT_dt.values, rtol=1e-12, atol=1e-12)

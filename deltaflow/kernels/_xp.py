@@ -75,6 +75,13 @@ def asarray_like(a: Any, xp: ModuleType, dtype: Any = None) -> Any:
     return xp.asarray(np.asarray(a) if isinstance(a, list | tuple) else a, dtype=dtype)
 
 
+def astype(a: Any, dtype: Any) -> Any:
+    """``a`` as ``dtype`` without a copy when it already is (method or array-API function)."""
+    if hasattr(a, "astype"):
+        return a.astype(dtype, copy=False)
+    return namespace(a).astype(a, dtype, copy=False)
+
+
 def any_nan(y: Any) -> bool:
     """True when y holds a NaN, in one read pass (no temporary mask the size of y)."""
     xp = namespace(y)

@@ -153,6 +153,7 @@ def differentiate_array(
     return_smoothed: bool = False,
     return_choices: bool = False,
     device: str | None = None,
+    allow_host: bool = False,
     **params: Any,
 ) -> Any:
     """Differentiate ``y`` along ``axis`` with respect to the coordinate ``x``.
@@ -176,6 +177,9 @@ def differentiate_array(
     device : {None, "cpu", "gpu"}
         None computes where y lives (CuPy on the GPU); "gpu" / "cpu" move y there first,
         and the result stays there.
+    allow_host : bool
+        Let a method without a GPU path run on GPU (or other non-NumPy) data by copying it
+        to host memory and the results back; without it such a call raises TypeError.
     **params
         The method's parameters (``deltaflow.methods()`` lists them).
 
@@ -206,7 +210,7 @@ def differentiate_array(
     if not spec.irregular and uniform_step(np.sort(xa)) is None:
         raise ValueError(f"method {spec.name!r} needs uniform spacing; x is irregular")
     check_nans(spec, y, p)
-    out = run_kernel(spec, y, xa, order, p, smoothed=return_smoothed)
+    out = run_kernel(spec, y, xa, order, p, smoothed=return_smoothed, allow_host=allow_host)
     d = xp.moveaxis(out.output.derivative, -1, axis)
     result: list[Any] = [d]
     if return_smoothed:
@@ -225,8 +229,8 @@ def check_namespace(spec: MethodSpec, xp: Any) -> None:
     able = ", ".join(sorted(n for n, s in registered().items() if s.gpu))
     raise TypeError(
         f"method {spec.name!r} runs on NumPy arrays only (no GPU / array-API path), got a "
-        f"{xp.__name__} array; move the data to the host (e.g. .get() for CuPy) or use a "
-        f"method that runs there: {able}"
+        f"{xp.__name__} array; pass allow_host=True to run it on a host copy, move the data "
+        f"to the host yourself (device='cpu'), or use a method that runs there: {able}"
     )
 
 
@@ -249,14 +253,21 @@ def run_kernel(
     *,
     chosen: dict[str, Any] | None = None,
     smoothed: bool = False,
+    allow_host: bool = False,
 ) -> KernelRun:
     """Call a kernel on validated input (last axis), handling decreasing x.
 
     ``chosen`` are per-series choices from an earlier ``choose`` pass; when None and the
     method has a ``choose``, they are computed here from y (which must then hold whole series).
+    A method without a path for y's namespace raises TypeError, or with ``allow_host`` runs
+    on a host copy of y and returns its outputs in y's namespace (choices stay on the host).
     """
     xp = namespace(y)
-    check_namespace(spec, xp)
+    home = None
+    if not (is_numpy(xp) or spec.gpu):
+        if not allow_host:
+            check_namespace(spec, xp)
+        home, xp, y = xp, np, to_numpy(y)
     flip = x.shape[0] >= 2 and x[-1] < x[0]
     if flip:
         y = xp.flip(y, axis=-1)
@@ -266,6 +277,11 @@ def run_kernel(
         out = Output(
             xp.flip(out.derivative, axis=-1),
             None if out.smoothed is None else xp.flip(out.smoothed, axis=-1),
+        )
+    if home is not None:
+        out = Output(
+            home.asarray(out.derivative),
+            None if out.smoothed is None else home.asarray(out.smoothed),
         )
     return KernelRun(out, chosen)
 

@@ -391,7 +391,13 @@ def workflow_model() -> type[BaseModel]:
             "cpu",
             description="where the steps compute: 'cpu', or 'gpu' (the source's numeric "
             "variables move to the CUDA device through CuPy chunk by chunk and the results "
-            "come back to host memory at the sink; methods without a GPU path are refused)",
+            "come back to host memory at the sink; methods without a GPU path are refused "
+            "unless allow_host)",
+        )
+        allow_host: bool = Field(
+            False,
+            description="with device 'gpu': let differentiate and smooth steps whose method "
+            "has no GPU path run on host copies of each block (results go back to the GPU)",
         )
 
         _check_cluster = field_validator("cluster")(classmethod(lambda cls, v: check_cluster(v)))
@@ -428,8 +434,8 @@ class LoadedWorkflow:
 
     @property
     def sha256(self) -> str:
-        """Hash of the resolved workflow, ignoring sink.mode, cluster and device (how it is
-        run)."""
+        """Hash of the resolved workflow, ignoring sink.mode, cluster, device and allow_host
+        (how it is run)."""
         return digest(self.config, ignore_mode=True)
 
     @property
@@ -450,6 +456,7 @@ def digest(config: BaseModel, *, ignore_mode: bool = True) -> str:
     d = config.model_dump(mode="json")
     d.pop("cluster", None)
     d.pop("device", None)  # where it runs, like cluster: results agree to rounding
+    d.pop("allow_host", None)
     if ignore_mode:
         d["sink"] = {k: v for k, v in d["sink"].items() if k != "mode"}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()

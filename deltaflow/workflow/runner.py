@@ -151,7 +151,7 @@ def apply_steps(loaded: LoadedWorkflow, ds: Any) -> Any:
     for i, step in enumerate(loaded.config.step_list()):
         base: tuple[Any, ...] = ("steps", i, step.kind)
         try:
-            ds = step.run(ds, StepContext(index=i))
+            ds = step.run(ds, StepContext(index=i, allow_host=loaded.config.allow_host))
         except StepError as err:
             key = tuple(err.key.split(".")) if err.key else ()
             raise _wrap(loaded, base + key, err) from None

@@ -45,6 +45,7 @@ class StepContext:
 
     index: int = 0
     log: list[str] = field(default_factory=list)
+    allow_host: bool = False  # the workflow's allow_host: GPU data through host-only methods
 
 
 class Step(StrictModel):
@@ -350,6 +351,7 @@ class Differentiate(_MethodStep):
                 order=self.order,
                 return_smoothed=bool(smooth_outs),
                 datetime_unit=self.datetime_unit,
+                allow_host=ctx.allow_host,
                 **self.params,
             )
             if smooth_outs:
@@ -376,7 +378,12 @@ class Smooth(_MethodStep):
         new = {}
         for v, o in zip(names, outs, strict=True):
             res = smooth(
-                ds[v], self.dim, self.method, datetime_unit=self.datetime_unit, **self.params
+                ds[v],
+                self.dim,
+                self.method,
+                datetime_unit=self.datetime_unit,
+                allow_host=ctx.allow_host,
+                **self.params,
             )
             new[o] = res.assign_attrs(deltaflow_source_var=v, deltaflow_order=0)
         return ds.assign(new)
