@@ -215,7 +215,8 @@ def plan_cmd(
     console.print(
         f"chunk grid {grid} = {plan['regions']} regions; halos {plan['halos']}; "
         f"{plan['tasks']} tasks; {_fmt_bytes(plan['bytes'])} to write; estimated memory per "
-        f"worker {_fmt_bytes(plan['memory_per_worker'])} ({plan['threads_per_worker']} threads)",
+        f"worker {_fmt_bytes(plan['memory_per_worker'])} ({plan['threads_per_worker']} threads); "
+        f"device {plan['device']}" + (" (host copies allowed)" if plan["allow_host"] else ""),
         highlight=False,
     )
 

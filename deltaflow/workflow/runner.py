@@ -789,6 +789,8 @@ def plan_workflow(
         "workflow": built.loaded.config.name,
         "sha256": built.loaded.sha256,
         "sink": {"path": built.store.path, "mode": built.mode},
+        "device": built.loaded.config.device,
+        "allow_host": built.loaded.config.allow_host,
         "steps": built.steps_info,
         "source": {
             "kind": built.loaded.config.source.kind,
