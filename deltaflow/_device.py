@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .kernels._xp import is_numpy, namespace, to_numpy
+from .kernels._xp import namespace, to_numpy
 
 Device = Literal["cpu", "gpu"]
 DEVICES = ("cpu", "gpu")
@@ -93,16 +93,8 @@ def move_data(obj: Any, device: str | None) -> Any:
 
 def check_method_device(spec: Any, data: Any, where: str, allow_host: bool = False) -> None:
     """TypeError naming the method and ``where`` when ``data`` is not host data, the method
-    has no path for its array module (``spec.gpu`` false) and ``allow_host`` is not given."""
-    xp = array_module(data)
-    if is_numpy(xp) or spec.gpu or allow_host:
-        return
-    from .kernels.registry import registered
+    has no path for its array module (``spec.gpu`` false) and ``allow_host`` is not given;
+    checked when the graph is built, before any work."""
+    from .kernels.api import check_namespace
 
-    able = ", ".join(sorted(n for n, s in registered().items() if s.gpu))
-    raise TypeError(
-        f"{where}: method {spec.name!r} has no GPU path (its spec says gpu=False) and the "
-        f"data is a {xp.__name__} array; pass allow_host=True to run it on host copies of "
-        f"each block (results come back to the device), use device='cpu', or a method "
-        f"that runs on the GPU: {able}"
-    )
+    check_namespace(spec, array_module(data), where, allow_host)

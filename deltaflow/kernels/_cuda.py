@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ._stencil import stencil_rows
+
 _THREADS = 256  # threads per block of the uniform kernel
 # each thread writes OUTPUTS samples of a row (a block covers _THREADS * OUTPUTS), which
 # keeps several independent loads in flight per thread; stencils of SHARED_FROM taps or more
@@ -174,13 +176,7 @@ def apply(stencils: list[Any], which: np.ndarray | None, y: Any) -> Any:
     nrows = y2.shape[0]
     if nrows == 0 or n == 0:
         return out.reshape(shape)
-    if which is None:
-        members = [np.arange(nrows, dtype=np.int64)]
-    else:
-        order = np.argsort(which, kind="stable")
-        edges = np.searchsorted(which[order], np.arange(len(stencils) + 1))
-        members = [order[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    for st, rows in zip(stencils, members, strict=True):
+    for st, rows in zip(stencils, stencil_rows(which, len(stencils), nrows), strict=True):
         if rows.size == 0:
             continue
         # every row in order (one stencil): no index array to send, rows[k] is k

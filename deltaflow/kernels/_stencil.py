@@ -280,6 +280,16 @@ def apply_stencils(stencils: list[Stencil], which: Any, y: Any, xp: ModuleType) 
     return xp.reshape(xp.take(xp.concat(parts, axis=0), back, axis=0), y.shape)
 
 
+def stencil_rows(which: np.ndarray | None, count: int, nrows: int) -> list[np.ndarray]:
+    """The rows (ascending) that go through each of ``count`` stencils: all of them through
+    the first when ``which`` is None, else row r through stencil ``which[r]``."""
+    if which is None:
+        return [np.arange(nrows, dtype=np.int64)]
+    order = np.argsort(which, kind="stable")
+    edges = np.searchsorted(which[order], np.arange(count + 1))
+    return [order[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
 def _apply_numpy(stencils: list[Stencil], which: np.ndarray | None, y: np.ndarray) -> np.ndarray:
     """Row r of y through stencils[which[r]] (all through stencils[0] when which is None),
     each stencil's rows split evenly over the threads."""
@@ -291,13 +301,7 @@ def _apply_numpy(stencils: list[Stencil], which: np.ndarray | None, y: np.ndarra
     nrows = y2.shape[0]
     nt = _threads_for(y2.size)
     tasks = []
-    if which is None:
-        members = [np.arange(nrows, dtype=np.int64)]
-    else:
-        order = np.argsort(which, kind="stable")
-        edges = np.searchsorted(which[order], np.arange(len(stencils) + 1))
-        members = [order[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    for st, rows in zip(stencils, members, strict=True):
+    for st, rows in zip(stencils, stencil_rows(which, len(stencils), nrows), strict=True):
         if rows.size == 0:
             continue
         if st.uniform:

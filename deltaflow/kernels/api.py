@@ -220,17 +220,19 @@ def differentiate_array(
     return result[0] if len(result) == 1 else tuple(result)
 
 
-def check_namespace(spec: MethodSpec, xp: Any) -> None:
-    """TypeError unless the method runs on arrays of ``xp`` (NumPy always; others if gpu)."""
-    if xp is np or spec.gpu:
+def check_namespace(spec: MethodSpec, xp: Any, where: str = "y", allow_host: bool = False) -> None:
+    """TypeError naming ``where`` and the method unless it runs on arrays of ``xp`` (NumPy
+    always; others when its spec says gpu) or ``allow_host`` lets it run on a host copy."""
+    if is_numpy(xp) or spec.gpu or allow_host:
         return
     from .registry import registered
 
     able = ", ".join(sorted(n for n, s in registered().items() if s.gpu))
     raise TypeError(
-        f"method {spec.name!r} runs on NumPy arrays only (no GPU / array-API path), got a "
-        f"{xp.__name__} array; pass allow_host=True to run it on a host copy, move the data "
-        f"to the host yourself (device='cpu'), or use a method that runs there: {able}"
+        f"{where}: method {spec.name!r} has no GPU path (its spec says gpu=False) and the "
+        f"data is a {xp.__name__} array; pass allow_host=True to run it on host copies "
+        f"(results come back as {xp.__name__} arrays), use device='cpu', or a method that "
+        f"runs there: {able}"
     )
 
 
@@ -263,10 +265,9 @@ def run_kernel(
     on a host copy of y and returns its outputs in y's namespace (choices stay on the host).
     """
     xp = namespace(y)
+    check_namespace(spec, xp, allow_host=allow_host)
     home = None
-    if not (is_numpy(xp) or spec.gpu):
-        if not allow_host:
-            check_namespace(spec, xp)
+    if not (is_numpy(xp) or spec.gpu):  # allowed: a host copy
         home, xp, y = xp, np, to_numpy(y)
     flip = x.shape[0] >= 2 and x[-1] < x[0]
     if flip:
