@@ -114,3 +114,40 @@ def test_array_api_strict_matches_numpy():
         ref = dfl.differentiate_array(y, x, order=2, accuracy=4)
         got = dfl.differentiate_array(xps.asarray(y), x, order=2, accuracy=4)
         np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-10, atol=1e-10)
+
+
+def test_stencils_are_kept_per_grid_and_read_only():
+    from deltaflow.kernels import _stencil
+    from deltaflow.kernels import finite_difference as fdm
+    from deltaflow.kernels import savgol as sgm
+
+    x = np.linspace(0.0, 2.0, 300)
+    a = fdm.build_stencil(x, 1, 4)
+    assert fdm.build_stencil(x.copy(), 1, 4) is a  # same grid, same object
+    assert fdm.build_stencil(x + 5.0, 1, 4) is a  # uniform: the spacing alone matters
+    assert fdm.build_stencil(x, 2, 4) is not a and fdm.build_stencil(x * 2, 1, 4) is not a
+    with pytest.raises(ValueError, match="read-only"):
+        a.center[0] = 1.0
+    rng = np.random.default_rng(3)
+    xi = np.sort(rng.uniform(0.0, 2.0, 300))
+    b = sgm.build_stencil(xi, 11, 3, 1)
+    assert sgm.build_stencil(xi.copy(), 11, 3, 1) is b
+    xj = xi.copy()
+    xj[150] += 1e-9  # any change in an irregular grid is another stencil
+    assert sgm.build_stencil(xj, 11, 3, 1) is not b
+    assert _stencil._CACHE_USED[0] <= _stencil.CACHE_BYTES
+    y = np.sin(3 * xi)[None]
+    np.testing.assert_array_equal(
+        dfl.differentiate_array(y, xi, method="savgol", window=11),
+        _stencil._apply_numpy([sgm._build_stencil(xi, 11, 3, 1)], None, y),
+    )
+
+
+def test_stencil_cache_stays_within_its_bound(monkeypatch):
+    from deltaflow.kernels import _stencil
+    from deltaflow.kernels import finite_difference as fdm
+
+    monkeypatch.setattr(_stencil, "CACHE_BYTES", 4096)
+    for n in range(20, 60):
+        fdm.build_stencil(np.linspace(0.0, 1.0, n), 1, 8)
+        assert _stencil._CACHE_USED[0] <= 4096

@@ -17,7 +17,9 @@ from ._stencil import (
     Stencil,
     apply_stencil,
     banded_stencil,
+    cached_stencil,
     fornberg_weights,
+    grid_key,
     local_window_starts,
 )
 from .api import uniform_step
@@ -43,7 +45,12 @@ def _widths(order: int, accuracy: int) -> tuple[int, int, int]:
 
 
 def build_stencil(x: np.ndarray, order: int, accuracy: int) -> Stencil:
-    """The finite-difference stencil for increasing x of n samples."""
+    """The finite-difference stencil for increasing x of n samples (kept per grid)."""
+    key = ("finite_difference", order, accuracy, *grid_key(x))
+    return cached_stencil(key, lambda: _build_stencil(x, order, accuracy))
+
+
+def _build_stencil(x: np.ndarray, order: int, accuracy: int) -> Stencil:
     n = x.shape[0]
     w_uni, w_irr, w_edge = _widths(order, accuracy)
     h_step = uniform_step(x)

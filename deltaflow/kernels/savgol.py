@@ -32,6 +32,8 @@ from ._stencil import (
     apply_stencil,
     apply_stencils,
     banded_stencil,
+    cached_stencil,
+    grid_key,
     local_window_starts,
 )
 from ._xp import to_numpy
@@ -109,10 +111,17 @@ def check_order(order: int, params: SavgolParams) -> None:
 
 
 def build_stencil(x: np.ndarray, window: int, polyorder: int, deriv: int) -> Stencil:
-    """The Savitzky–Golay stencil of the deriv-th derivative for increasing x (n,)."""
+    """The Savitzky–Golay stencil of the deriv-th derivative for increasing x (n,), kept
+    per grid."""
     n = x.shape[0]
     if window > n:
         raise ValueError(f"savgol: window ({window}) exceeds the {n} samples of the series")
+    key = ("savgol", window, polyorder, deriv, *grid_key(x))
+    return cached_stencil(key, lambda: _build_stencil(x, window, polyorder, deriv))
+
+
+def _build_stencil(x: np.ndarray, window: int, polyorder: int, deriv: int) -> Stencil:
+    n = x.shape[0]
     half = (window - 1) // 2
     step = uniform_step(x)
     if step is not None:
