@@ -339,6 +339,9 @@ def blockwise_with_halo(
                 layer[okey] = (operator.getitem, (knl, *idx), i)
         g = HighLevelGraph({**hlg.layers, oname: layer}, {**hlg.dependencies, oname: {knl}})
         ndim = y.ndim if has_axis else y.ndim - 1
-        meta = meta_from_array(y._meta, ndim=ndim, dtype=dtype)
+        # outputs without the axis are per-series choices, computed on the host even for
+        # device data: a NumPy meta, so Dask joins their blocks with NumPy
+        like = y._meta if has_axis else np.empty((0,) * y.ndim)
+        meta = meta_from_array(like, ndim=ndim, dtype=dtype)
         result.append(da.Array(g, oname, chunks if has_axis else drop_chunks, meta=meta))
     return result

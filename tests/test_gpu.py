@@ -241,3 +241,14 @@ def test_allow_host_through_the_dask_engine_and_a_workflow(tmp_path):
     cpu, cpu_store = _run(tmp_path, "cpu", method="spline")
     a, b = xr.open_zarr(tmp_path / "s.zarr"), xr.open_zarr(cpu_store)
     np.testing.assert_allclose(a.dT_dt.values, b.dT_dt.values, rtol=1e-12, atol=1e-12)
+
+
+def test_choices_of_gpu_data_come_back_as_host_arrays():
+    """Per-series choices are host data (NumPy meta) even when the derivative is on the GPU."""
+    lazy = _labelled().chunk({"s": 2, "t": 150})
+    d, ch = dfl.differentiate(lazy, "t", method="savgol", device="gpu", return_choices=True)
+    assert isinstance(d.data._meta, cp.ndarray)
+    assert isinstance(ch["window"].data._meta, np.ndarray)
+    windows = ch["window"].values
+    ref = dfl.differentiate(_labelled(), "t", method="savgol", return_choices=True)[1]
+    np.testing.assert_array_equal(windows, ref["window"].values)
