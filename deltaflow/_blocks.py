@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from .kernels.registry import NaNInInput
+
 LOGGER = logging.getLogger("deltaflow")
 
 # A block is patched at its edges (instead of being concatenated with its halos, which
@@ -98,11 +100,18 @@ def merge_for_segments(
     return tuple(chunks)
 
 
-def raise_on_nan(y: Any, offsets: Sequence[int], axis_order: Sequence[int], where: str) -> None:
+def raise_on_nan(
+    y: Any,
+    offsets: Sequence[int],
+    axis_order: Sequence[int],
+    where: str,
+    block: Sequence[int] | None = None,
+) -> None:
     """ValueError naming ``where`` and the first NaN positions (global indices) in block y.
 
     ``y`` has the differentiated axis last; ``axis_order[k]`` is the original axis of y's
-    axis k and ``offsets`` the block's start along each original axis.
+    axis k and ``offsets`` the start of y along each original axis. ``block``: y is a halo
+    of the block starting there (the message names that block's halo).
     """
     from .kernels._xp import any_nan, to_numpy
 
@@ -114,8 +123,13 @@ def raise_on_nan(y: Any, offsets: Sequence[int], axis_order: Sequence[int], wher
     for k, ax in enumerate(axis_order):
         glob[:, ax] = idx[:, k] + offsets[ax]
     first = ", ".join(str(tuple(int(v) for v in row)) for row in glob)
+    place = (
+        f"the block at {tuple(offsets)}"
+        if block is None
+        else f"the halo of the block at {tuple(int(b) for b in block)}"
+    )
     raise ValueError(
-        f"{where}: data has {int(mask.sum())} NaN(s) in the block at {tuple(offsets)}, "
+        f"{where}: data has {int(mask.sum())} NaN(s) in {place}, "
         f"first at index {first}; use nan_policy='omit' (methods that support it) or "
         "'propagate'"
     )
@@ -144,6 +158,7 @@ def _kernel_task(
     use_patch: bool,
     n_axis_out: int,
     nan_where: str | None,
+    nan_deferred: bool,
     offsets: tuple[int, ...],
     center: Any,
     left: Any,
@@ -155,11 +170,41 @@ def _kernel_task(
     ndim = center.ndim
     yc = np.moveaxis(center, axis, -1)
     axis_order = [a for a in range(ndim) if a != axis] + [axis]
-    if nan_where is not None:
+    if nan_where is not None and not nan_deferred:
         raise_on_nan(yc, offsets, axis_order, nan_where)
-    c = yc.shape[-1]
     yl = None if left is None else np.moveaxis(left, axis, -1)
     yr = None if right is None else np.moveaxis(right, axis, -1)
+    try:
+        return _block(func, axis, hl, hr, patch, use_patch, n_axis_out, yc, yl, yr, xext, extras)
+    except NaNInInput:
+        if nan_where is None:
+            raise
+        # the kernel met a NaN in this block or in a halo sample: name its global index
+        nl = 0 if yl is None else yl.shape[-1]
+        raise_on_nan(yc, offsets, axis_order, nan_where)
+        for part, shift in ((yl, -nl), (yr, yc.shape[-1])):
+            if part is not None:
+                at = tuple(o + shift if a == axis else o for a, o in enumerate(offsets))
+                raise_on_nan(part, at, axis_order, nan_where, block=offsets)
+        raise
+
+
+def _block(
+    func: Callable,
+    axis: int,
+    hl: int,
+    hr: int,
+    patch: int,
+    use_patch: bool,
+    n_axis_out: int,
+    yc: Any,
+    yl: Any,
+    yr: Any,
+    xext: np.ndarray,
+    extras: tuple,
+) -> Any:
+    """The segment function on block yc (axis last), its edges patched from halos yl, yr."""
+    c = yc.shape[-1]
     nl = 0 if yl is None else yl.shape[-1]
     nr = 0 if yr is None else yr.shape[-1]
     ex = list(extras)
@@ -199,6 +244,7 @@ def blockwise_with_halo(
     outputs: Sequence[tuple[Any, bool]],
     extras: Sequence[Any] = (),
     nan_where: str | None = None,
+    nan_deferred: bool = False,
     segment_ok: Callable[[int, int], bool] | None = None,
     name: str = "deltaflow",
     token: Any = None,
@@ -216,6 +262,8 @@ def blockwise_with_halo(
         and keep y's shape; the others drop ``axis`` (only when ``axis`` is one chunk).
     extras : dask arrays without ``axis`` whose chunks equal y's on the other axes.
     nan_where : when set, each block raises ValueError on NaN, naming this.
+    nan_deferred : ``func`` itself raises ``NaNInInput`` on NaN (the method checks as it
+        writes): blocks skip their read pass and report the NaN only when it does.
     segment_ok : when set, ``segment_ok(lo, hi)`` says whether the segment function may
         be run on samples [lo, hi); blocks then patch their edges only when the block and
         both patch segments pass, and concatenate their halos otherwise (the extended
@@ -255,6 +303,7 @@ def blockwise_with_halo(
         fkey,
         [e.name for e in extras],
         nan_where,
+        nan_deferred,
         outputs,
         segment_ok is None,
     )
@@ -303,6 +352,7 @@ def blockwise_with_halo(
             modes[k],
             n_axis_out,
             nan_where,
+            nan_deferred,
             offsets,
             (y.name, *idx),
             left,

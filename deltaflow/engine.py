@@ -35,10 +35,11 @@ import xarray as xr
 from ._attrs import choices_summary, derivative_attrs, json_params
 from ._blocks import blockwise_with_halo, format_bytes, merge_chunks, merge_for_segments
 from ._coords import Axis, numeric_axis
-from ._device import check_device, check_method_device, is_dask, to_device
+from ._device import array_module, check_device, check_method_device, is_dask, to_device
 from .kernels import MethodParams, MethodSpec, get_method, run_kernel, uniform_step
-from .kernels._xp import astype, to_numpy
+from .kernels._xp import astype, namespace, to_numpy
 from .kernels.api import check_length, check_nans
+from .kernels.registry import NaNInInput
 
 LOGGER = logging.getLogger("deltaflow")
 
@@ -208,16 +209,21 @@ def apply_numpy(
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Derivative, smoothed (or None) and choices for an in-memory array, one kernel call."""
     y = np.moveaxis(data, ax, -1)
-    check_nans(plan.spec, y, plan.params, name=where)
-    run = run_kernel(
-        plan.spec,
-        y,
-        x,
-        plan.order,
-        plan.params,
-        smoothed=plan.smoothed,
-        allow_host=plan.allow_host,
-    )
+    if not plan.spec.defers_nan_check(plan.params, namespace(y)):
+        check_nans(plan.spec, y, plan.params, name=where)
+    try:
+        run = run_kernel(
+            plan.spec,
+            y,
+            x,
+            plan.order,
+            plan.params,
+            smoothed=plan.smoothed,
+            allow_host=plan.allow_host,
+        )
+    except NaNInInput:  # the kernel met a NaN as it wrote: name where
+        check_nans(plan.spec, y, plan.params, name=where)
+        raise
     d = np.moveaxis(run.output.derivative, -1, ax)
     s = np.moveaxis(run.output.smoothed, -1, ax) if plan.smoothed else None
     return d, s, dict(run.chosen)
@@ -303,6 +309,7 @@ def apply_dask(
         outputs=outputs,
         extras=extras,
         nan_where=nan_where,
+        nan_deferred=spec.defers_nan_check(p, array_module(y)),
         segment_ok=_segment_check(x) if plan.halo is not None else None,
         name=f"deltaflow-{spec.name}",
         token=(plan.token, keys, emit),

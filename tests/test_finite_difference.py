@@ -151,3 +151,43 @@ def test_stencil_cache_stays_within_its_bound(monkeypatch):
     for n in range(20, 60):
         fdm.build_stencil(np.linspace(0.0, 1.0, n), 1, 8)
         assert _stencil._CACHE_USED[0] <= 4096
+
+
+def test_nan_check_happens_in_the_kernel_not_in_a_separate_pass(monkeypatch):
+    """finite_difference and savgol with a given window find NaN as they write (no extra
+    read of the data); the error still names the position, in memory and in Dask blocks."""
+    import xarray as xr
+
+    import deltaflow._blocks as blocks
+    import deltaflow.kernels.api as api
+
+    calls = []
+    real_any, real_block = api.any_nan, blocks.raise_on_nan
+    monkeypatch.setattr(api, "any_nan", lambda y: calls.append("array") or real_any(y))
+    monkeypatch.setattr(
+        blocks, "raise_on_nan", lambda *a, **k: calls.append("block") or real_block(*a, **k)
+    )
+    x = np.linspace(0.0, 1.0, 600)
+    y = np.sin(3 * x)[None].repeat(5, 0)
+    arr = xr.DataArray(y, dims=("s", "t"), coords={"t": x}, name="v")
+    for kw in ({"method": "finite_difference"}, {"method": "savgol", "window": 11}):
+        dfl.differentiate_array(y, x, **kw)
+        dfl.differentiate(arr, "t", **kw)
+        dfl.differentiate(arr.chunk({"t": 150}), "t", **kw).compute()
+    assert calls == []  # clean data: no separate NaN pass anywhere
+    dfl.differentiate_array(y, x, method="savgol")  # automatic window: checked before
+    assert calls == ["array"]
+    bad = y.copy()
+    bad[3, 417] = np.nan
+    with pytest.raises(ValueError, match=r"y: data has 1 NaN\(s\), at index \(3, 417\)"):
+        dfl.differentiate_array(bad, x)
+    with pytest.raises(ValueError, match=r"variable 'v', dim 't': .*index \(3, 417\)"):
+        dfl.differentiate(arr.copy(data=bad), "t", method="savgol", window=11)
+    lazy = dfl.differentiate(arr.copy(data=bad).chunk({"t": 418}), "t")
+    with pytest.raises(ValueError, match=r"in the block at \(0, 0\), first at index \(3, 417\)"):
+        lazy.data.blocks[0, 0].compute()
+    with pytest.raises(ValueError, match=r"halo of the block at \(0, 418\).*\(3, 417\)"):
+        lazy.data.blocks[0, 1].compute()  # only the neighbour's halo sample is NaN
+    inf = y.copy()
+    inf[1, 5] = np.inf  # inf - inf makes NaN outputs, but the data has no NaN: no error
+    assert np.isnan(dfl.differentiate_array(inf, x)).any()

@@ -28,6 +28,7 @@ import numba
 import numpy as np
 
 from ._xp import asarray_like, is_cupy, is_numpy
+from .registry import NaNInInput
 
 
 def fornberg_weights(x0: np.ndarray, nodes: np.ndarray, m: int) -> np.ndarray:
@@ -208,7 +209,17 @@ def run_rows(
 
 
 @numba.njit(nogil=True, cache=True)
-def _apply_uniform(y, rows, center, left_t, right_t, out):  # pragma: no cover - compiled
+def _flag_nan(orow, flag):  # pragma: no cover - compiled
+    """Set flag[0] when the output row holds a NaN (a branch-free OR over the row)."""
+    bad = False
+    for i in range(orow.shape[0]):
+        bad |= orow[i] != orow[i]
+    if bad:
+        flag[0] = 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _apply_uniform(y, rows, center, left_t, right_t, out, flag):  # pragma: no cover - compiled
     """Per row listed in ``rows``: the interior as a convolution with ``center``, the ends
     by their rows (out's other rows untouched).
 
@@ -217,7 +228,8 @@ def _apply_uniform(y, rows, center, left_t, right_t, out):  # pragma: no cover -
     per pass, so the result is identical, with a quarter of the loads and stores of it).
     The end rows come transposed, ``left_t`` (wl, h) and ``right_t`` (wr, h): their sums
     (in float64, over the samples in order) advance together, one sample per pass, instead
-    of one row's chain of dependent additions at a time.
+    of one row's chain of dependent additions at a time. With ``flag`` of length 1, a NaN
+    in a row's output sets flag[0] (every input sample reaches some output, 0 * NaN is NaN).
     """
     n = y.shape[1]
     w = center.shape[0]
@@ -269,11 +281,14 @@ def _apply_uniform(y, rows, center, left_t, right_t, out):  # pragma: no cover -
         for i in range(h):
             orow[i] = acc_l[i]
             orow[n - h + i] = acc_r[i]
+        if flag.shape[0]:
+            _flag_nan(orow, flag)
 
 
 @numba.njit(nogil=True, cache=True)
-def _apply_banded(y, rows, table, start, out):  # pragma: no cover - compiled
-    """Per row listed in ``rows``: point i is table[i] applied to y[r, start[i]:]."""
+def _apply_banded(y, rows, table, start, out, flag):  # pragma: no cover - compiled
+    """Per row listed in ``rows``: point i is table[i] applied to y[r, start[i]:]; NaN
+    outputs set flag[0] when flag has length 1."""
     n = y.shape[1]
     w = table.shape[1]
     for r in rows:
@@ -285,12 +300,18 @@ def _apply_banded(y, rows, table, start, out):  # pragma: no cover - compiled
             for j in range(w):
                 acc += table[i, j] * yr[s + j]
             orow[i] = acc
+        if flag.shape[0]:
+            _flag_nan(orow, flag)
 
 
-def apply_stencil(st: Stencil, y: Any, xp: ModuleType) -> Any:
-    """Apply a stencil along the last axis of y (..., n); returns a new array, y's dtype."""
+def apply_stencil(st: Stencil, y: Any, xp: ModuleType, check_nan: bool = False) -> Any:
+    """Apply a stencil along the last axis of y (..., n); returns a new array, y's dtype.
+
+    ``check_nan`` (NumPy): raise :class:`NaNInInput` when y holds a NaN, found from the
+    outputs as they are written instead of a separate pass over y.
+    """
     if is_numpy(xp):
-        return _apply_numpy([st], None, y)
+        return _apply_numpy([st], None, y, check_nan)
     if is_cupy(xp):
         from . import _cuda
 
@@ -298,7 +319,9 @@ def apply_stencil(st: Stencil, y: Any, xp: ModuleType) -> Any:
     return _apply_generic(st, y, xp)
 
 
-def apply_stencils(stencils: list[Stencil], which: Any, y: Any, xp: ModuleType) -> Any:
+def apply_stencils(
+    stencils: list[Stencil], which: Any, y: Any, xp: ModuleType, check_nan: bool = False
+) -> Any:
     """Series i of y (..., n) through ``stencils[which[i]]`` (which: ints, y.shape[:-1]).
 
     For per-series parameters (one window per series): on NumPy one threaded pass writes
@@ -308,9 +331,9 @@ def apply_stencils(stencils: list[Stencil], which: Any, y: Any, xp: ModuleType) 
     """
     which = np.asarray(which, dtype=np.int64).reshape(-1)
     if len(stencils) == 1:
-        return apply_stencil(stencils[0], y, xp)
+        return apply_stencil(stencils[0], y, xp, check_nan)
     if is_numpy(xp):
-        return _apply_numpy(stencils, which, y)
+        return _apply_numpy(stencils, which, y, check_nan)
     if is_cupy(xp):
         from . import _cuda
 
@@ -339,9 +362,12 @@ def stencil_rows(which: np.ndarray | None, count: int, nrows: int) -> list[np.nd
     return [order[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
-def _apply_numpy(stencils: list[Stencil], which: np.ndarray | None, y: np.ndarray) -> np.ndarray:
+def _apply_numpy(
+    stencils: list[Stencil], which: np.ndarray | None, y: np.ndarray, check_nan: bool = False
+) -> np.ndarray:
     """Row r of y through stencils[which[r]] (all through stencils[0] when which is None),
-    each stencil's rows split evenly over the threads."""
+    each stencil's rows split evenly over the threads; ``check_nan``: NaNInInput when y
+    holds a NaN (flagged by the kernels from their outputs, then confirmed on y)."""
     shape = y.shape
     n = shape[-1]
     y2 = np.ascontiguousarray(y).reshape(-1, n)
@@ -349,6 +375,7 @@ def _apply_numpy(stencils: list[Stencil], which: np.ndarray | None, y: np.ndarra
     dt = y2.dtype
     nrows = y2.shape[0]
     nt = _threads_for(y2.size)
+    flag = np.zeros(1 if check_nan else 0, dtype=np.uint8)
     tasks = []
     for st, rows in zip(stencils, stencil_rows(which, len(stencils), nrows), strict=True):
         if rows.size == 0:
@@ -365,11 +392,13 @@ def _apply_numpy(stencils: list[Stencil], which: np.ndarray | None, y: np.ndarra
         tasks += [(func, part, args) for part in np.array_split(rows, min(nt, rows.size))]
     if nt <= 1:
         for func, part, args in tasks:
-            func(y2, part, *args, out2)
+            func(y2, part, *args, out2, flag)
     else:
-        futs = [_pool().submit(func, y2, part, *args, out2) for func, part, args in tasks]
+        futs = [_pool().submit(func, y2, part, *args, out2, flag) for func, part, args in tasks]
         for f in futs:
             f.result()
+    if check_nan and flag[0] and bool(np.isnan(y2).any()):  # inf - inf also flags: confirm
+        raise NaNInInput("the data holds NaN")
     return out2.reshape(shape)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ._stencil import _pool, _threads_for
 from ._xp import any_nan, is_numpy, namespace, to_numpy
-from .registry import MethodParams, MethodSpec, Output, get_method
+from .registry import MethodParams, MethodSpec, NaNInInput, Output, get_method
 
 # relative tolerance under which spacing counts as uniform (float64 linspace rounding ~1e-15)
 UNIFORM_RTOL = 1e-9
@@ -209,8 +209,14 @@ def differentiate_array(
     check_length(spec, order, p, n, "y")
     if not spec.irregular and uniform_step(np.sort(xa)) is None:
         raise ValueError(f"method {spec.name!r} needs uniform spacing; x is irregular")
-    check_nans(spec, y, p)
-    out = run_kernel(spec, y, xa, order, p, smoothed=return_smoothed, allow_host=allow_host)
+    deferred = spec.defers_nan_check(p, xp)  # the kernel finds NaN as it writes
+    if not deferred:
+        check_nans(spec, y, p)
+    try:
+        out = run_kernel(spec, y, xa, order, p, smoothed=return_smoothed, allow_host=allow_host)
+    except NaNInInput:
+        check_nans(spec, y, p)  # names the positions
+        raise
     d = xp.moveaxis(out.output.derivative, -1, axis)
     result: list[Any] = [d]
     if return_smoothed:

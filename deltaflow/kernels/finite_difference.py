@@ -88,7 +88,7 @@ def _apply(
     smoothed: bool,
 ) -> Output:
     st = build_stencil(x, order, params.accuracy)
-    return Output(apply_stencil(st, y, xp))
+    return Output(apply_stencil(st, y, xp, check_nan=params.nan_policy == "raise"))
 
 
 def _footprint(order: int, params: FiniteDifferenceParams) -> int:
@@ -112,5 +112,6 @@ SPEC = register(
         irregular=True,
         nan_omit=False,
         gpu=True,
+        checks_nan=lambda params: True,
     )
 )

@@ -31,6 +31,12 @@ The call contract, for y of shape (..., n) and x of shape (n,):
     thread, NumPy blocks run several at once on the kernels' pool, their inputs together
     within ``api.BLOCK_CAP_BYTES``, so ``choose`` and ``apply`` must be thread-safe.
     Series are independent, so the result is the same (the batched == one-by-one contract).
+
+``checks_nan(params) -> bool``
+    True when, for these parameters, ``apply`` on NumPy input itself detects NaN under
+    ``nan_policy="raise"`` and raises ``NaNInInput`` (from its outputs, as it writes them),
+    so callers skip their separate read pass over the data and, on that exception, run
+    their own check, which names where the NaN is. None: callers always check first.
 """
 
 from __future__ import annotations
@@ -59,6 +65,11 @@ class Output(NamedTuple):
     smoothed: Any = None
 
 
+class NaNInInput(ValueError):
+    """A kernel met NaN in its input under nan_policy='raise' (see ``checks_nan``); the
+    caller, which knows the variable and the block, reports where."""
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """Everything the layers above need to know about one differentiation method."""
@@ -79,6 +90,18 @@ class MethodSpec:
     has_smoothed: bool = False
     min_samples: Callable[[int, MethodParams], int] = field(default=lambda order, p: order + 1)
     block_bytes: int | None = None
+    checks_nan: Callable[[MethodParams], bool] | None = None
+
+    def defers_nan_check(self, params: MethodParams, xp: Any) -> bool:
+        """Whether ``apply`` does the nan_policy='raise' check for arrays of ``xp``."""
+        from ._xp import is_numpy
+
+        return (
+            params.nan_policy == "raise"
+            and is_numpy(xp)
+            and self.checks_nan is not None
+            and bool(self.checks_nan(params))
+        )
 
     def takes_irregular(self, n: int) -> bool:
         """Whether it differentiates series of n samples on irregular x."""

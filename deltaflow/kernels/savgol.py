@@ -177,19 +177,33 @@ def _apply(
     check_order(order, params)
     windows = _windows(y, x, order, params, chosen)
     orders = (order, 0) if smoothed else (order,)
+    check = _checks_nan(params) and params.nan_policy == "raise"  # on the first pass only
     if np.ndim(windows) == 0 or np.unique(windows).size == 1:
         w = int(np.ravel(windows)[0]) if np.ndim(windows) else int(windows)
-        outs = [apply_stencil(build_stencil(x, w, params.polyorder, k), y, xp) for k in orders]
+        outs = [
+            apply_stencil(build_stencil(x, w, params.polyorder, k), y, xp, check and i == 0)
+            for i, k in enumerate(orders)
+        ]
         return Output(outs[0], outs[1] if smoothed else None)
     # several windows: one stencil per distinct window, each series through its own
     distinct, which = np.unique(np.ravel(windows), return_inverse=True)
     outs = [
         apply_stencils(
-            [build_stencil(x, int(w), params.polyorder, k) for w in distinct], which, y, xp
+            [build_stencil(x, int(w), params.polyorder, k) for w in distinct],
+            which,
+            y,
+            xp,
+            check and i == 0,
         )
-        for k in orders
+        for i, k in enumerate(orders)
     ]
     return Output(outs[0], outs[1] if smoothed else None)
+
+
+def _checks_nan(params: SavgolParams) -> bool:
+    """A given window: apply finds NaN itself. An automatic one is chosen from the data
+    first, which must not see NaN, so callers check before."""
+    return params.window is not None
 
 
 def _footprint(order: int, params: SavgolParams) -> int:
@@ -215,5 +229,6 @@ SPEC = register(
         nan_omit=False,
         gpu=True,
         has_smoothed=True,
+        checks_nan=_checks_nan,
     )
 )
