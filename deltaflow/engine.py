@@ -199,7 +199,7 @@ def _choose_segment(
     """Segment function of the choice pass: per-series choices from whole series."""
     xs, ys = x, (y if spec.gpu else to_numpy(y))  # a host copy only where allow_host let it
     if x.shape[0] >= 2 and x[-1] < x[0]:
-        xs, ys = x[::-1].copy(), y[..., ::-1]
+        xs, ys = x[::-1].copy(), ys[..., ::-1]
     chosen = spec.choose(ys, xs, order, params, np)
     return tuple(np.asarray(chosen[k]) for k in keys)
 

@@ -186,6 +186,9 @@ def test_engine_segments_with_allow_host_return_the_input_namespace():
     )
     with pytest.raises(TypeError, match="allow_host"):
         _segment(spec, 1, params, False, keys, False, False, xps.asarray(y), x, list(chosen))
+    # decreasing coordinates: the choice pass flips its host copy
+    back = _choose_segment(spec, 1, params, keys, xps.asarray(y[:, ::-1]), x[::-1].copy(), [])
+    np.testing.assert_array_equal(back[0], chosen[0])
 
 
 def test_check_method_device_lets_allow_host_through():
