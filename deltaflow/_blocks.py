@@ -16,6 +16,7 @@ two small segments (halo + a few samples of the block): no concatenated copy of 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import operator
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .kernels.registry import NaNInInput
+from .kernels.registry import NaNInInput, nan_check_in_kernel
 
 LOGGER = logging.getLogger("deltaflow")
 
@@ -175,7 +176,10 @@ def _kernel_task(
     yl = None if left is None else np.moveaxis(left, axis, -1)
     yr = None if right is None else np.moveaxis(right, axis, -1)
     try:
-        return _block(func, axis, hl, hr, patch, use_patch, n_axis_out, yc, yl, yr, xext, extras)
+        with nan_check_in_kernel() if nan_deferred else contextlib.nullcontext():
+            return _block(
+                func, axis, hl, hr, patch, use_patch, n_axis_out, yc, yl, yr, xext, extras
+            )
     except NaNInInput:
         if nan_where is None:
             raise

@@ -22,6 +22,7 @@ Outputs keep the input's dims, coords and chunks. Building the graph computes no
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -39,7 +40,7 @@ from ._device import array_module, check_device, check_method_device, is_dask, t
 from .kernels import MethodParams, MethodSpec, get_method, run_kernel, uniform_step
 from .kernels._xp import astype, namespace, to_numpy
 from .kernels.api import check_length, check_nans
-from .kernels.registry import NaNInInput
+from .kernels.registry import NaNInInput, nan_check_in_kernel
 
 LOGGER = logging.getLogger("deltaflow")
 
@@ -209,18 +210,20 @@ def apply_numpy(
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Derivative, smoothed (or None) and choices for an in-memory array, one kernel call."""
     y = np.moveaxis(data, ax, -1)
-    if not plan.spec.defers_nan_check(plan.params, namespace(y)):
+    deferred = plan.spec.defers_nan_check(plan.params, namespace(y))
+    if not deferred:
         check_nans(plan.spec, y, plan.params, name=where)
     try:
-        run = run_kernel(
-            plan.spec,
-            y,
-            x,
-            plan.order,
-            plan.params,
-            smoothed=plan.smoothed,
-            allow_host=plan.allow_host,
-        )
+        with nan_check_in_kernel() if deferred else contextlib.nullcontext():
+            run = run_kernel(
+                plan.spec,
+                y,
+                x,
+                plan.order,
+                plan.params,
+                smoothed=plan.smoothed,
+                allow_host=plan.allow_host,
+            )
     except NaNInInput:  # the kernel met a NaN as it wrote: name where
         check_nans(plan.spec, y, plan.params, name=where)
         raise

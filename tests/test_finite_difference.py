@@ -191,3 +191,25 @@ def test_nan_check_happens_in_the_kernel_not_in_a_separate_pass(monkeypatch):
     inf = y.copy()
     inf[1, 5] = np.inf  # inf - inf makes NaN outputs, but the data has no NaN: no error
     assert np.isnan(dfl.differentiate_array(inf, x)).any()
+
+
+def test_kernels_check_nan_only_when_their_caller_defers_to_them():
+    """auto's candidates run finite_difference and savgol with default (raise) parameters:
+    they must not raise on NaN that auto's own nan_policy lets through."""
+    import warnings
+
+    from deltaflow.kernels.registry import NaNInInput, nan_check_in_kernel
+
+    x = np.linspace(0.0, 3.0, 200)
+    y = np.sin(x)[None].repeat(3, 0)
+    y[1, 50] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = dfl.differentiate_array(y, x, method="auto", nan_policy="propagate")
+    assert np.isnan(d[1]).any() and not np.isnan(d[[0, 2]]).any()
+    spec = dfl.get_method("finite_difference")
+    params = spec.make_params({})
+    out = spec.apply(y, x, 1, params, {}, np, False)  # a direct call: no check
+    assert np.isnan(out.derivative[1]).any()
+    with nan_check_in_kernel(), pytest.raises(NaNInInput):
+        spec.apply(y, x, 1, params, {}, np, False)

@@ -5,13 +5,21 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 
 from ._stencil import _pool, _threads_for
 from ._xp import any_nan, is_numpy, namespace, to_numpy
-from .registry import MethodParams, MethodSpec, NaNInInput, Output, get_method
+from .registry import (
+    MethodParams,
+    MethodSpec,
+    NaNInInput,
+    Output,
+    get_method,
+    nan_check_in_kernel,
+)
 
 # relative tolerance under which spacing counts as uniform (float64 linspace rounding ~1e-15)
 UNIFORM_RTOL = 1e-9
@@ -213,7 +221,8 @@ def differentiate_array(
     if not deferred:
         check_nans(spec, y, p)
     try:
-        out = run_kernel(spec, y, xa, order, p, smoothed=return_smoothed, allow_host=allow_host)
+        with nan_check_in_kernel() if deferred else nullcontext():
+            out = run_kernel(spec, y, xa, order, p, smoothed=return_smoothed, allow_host=allow_host)
     except NaNInInput:
         check_nans(spec, y, p)  # names the positions
         raise

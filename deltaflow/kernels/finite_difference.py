@@ -23,7 +23,7 @@ from ._stencil import (
     local_window_starts,
 )
 from .api import uniform_step
-from .registry import MethodParams, MethodSpec, Output, register
+from .registry import MethodParams, MethodSpec, Output, kernel_checks_nan, register
 
 
 class FiniteDifferenceParams(MethodParams):
@@ -88,7 +88,7 @@ def _apply(
     smoothed: bool,
 ) -> Output:
     st = build_stencil(x, order, params.accuracy)
-    return Output(apply_stencil(st, y, xp, check_nan=params.nan_policy == "raise"))
+    return Output(apply_stencil(st, y, xp, check_nan=kernel_checks_nan(params)))
 
 
 def _footprint(order: int, params: FiniteDifferenceParams) -> int:

@@ -33,15 +33,19 @@ The call contract, for y of shape (..., n) and x of shape (n,):
     Series are independent, so the result is the same (the batched == one-by-one contract).
 
 ``checks_nan(params) -> bool``
-    True when, for these parameters, ``apply`` on NumPy input itself detects NaN under
-    ``nan_policy="raise"`` and raises ``NaNInInput`` (from its outputs, as it writes them),
-    so callers skip their separate read pass over the data and, on that exception, run
-    their own check, which names where the NaN is. None: callers always check first.
+    True when, for these parameters, ``apply`` on NumPy input can itself detect NaN under
+    ``nan_policy="raise"`` and raise ``NaNInInput`` (from its outputs, as it writes them).
+    A caller that relies on it skips its separate read pass over the data, runs the kernel
+    inside :func:`nan_check_in_kernel` (the kernel asks :func:`kernel_checks_nan`), and on
+    that exception runs its own check, which names where the NaN is. None: callers always
+    check first. Kernels called by other kernels (auto's candidates) never check.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextvars
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -68,6 +72,26 @@ class Output(NamedTuple):
 class NaNInInput(ValueError):
     """A kernel met NaN in its input under nan_policy='raise' (see ``checks_nan``); the
     caller, which knows the variable and the block, reports where."""
+
+
+_NAN_IN_KERNEL: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "deltaflow_nan_in_kernel", default=False
+)
+
+
+@contextmanager
+def nan_check_in_kernel() -> Iterator[None]:
+    """Within this block (this thread), kernels with ``checks_nan`` detect NaN input."""
+    token = _NAN_IN_KERNEL.set(True)
+    try:
+        yield
+    finally:
+        _NAN_IN_KERNEL.reset(token)
+
+
+def kernel_checks_nan(params: MethodParams) -> bool:
+    """For kernels: detect NaN input in this call (the caller deferred its check to us)."""
+    return params.nan_policy == "raise" and _NAN_IN_KERNEL.get()
 
 
 @dataclass(frozen=True)

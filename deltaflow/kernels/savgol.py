@@ -38,7 +38,7 @@ from ._stencil import (
 )
 from ._xp import to_numpy
 from .api import uniform_step
-from .registry import MethodParams, MethodSpec, Output, register
+from .registry import MethodParams, MethodSpec, Output, kernel_checks_nan, register
 
 MAX_ORDER = 6
 
@@ -177,7 +177,7 @@ def _apply(
     check_order(order, params)
     windows = _windows(y, x, order, params, chosen)
     orders = (order, 0) if smoothed else (order,)
-    check = _checks_nan(params) and params.nan_policy == "raise"  # on the first pass only
+    check = _checks_nan(params) and kernel_checks_nan(params)  # on the first pass only
     if np.ndim(windows) == 0 or np.unique(windows).size == 1:
         w = int(np.ravel(windows)[0]) if np.ndim(windows) else int(windows)
         outs = [
