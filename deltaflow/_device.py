@@ -10,14 +10,14 @@ work, a method whose spec says it has no GPU path.
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from .kernels._xp import namespace, to_numpy
 
-Device = Literal["cpu", "gpu"]
-DEVICES = ("cpu", "gpu")
+Device = Literal["cpu", "gpu"]  # the workflow key's type
+DEVICES: tuple[str, ...] = get_args(Device)
 
 
 def check_device(device: Any, where: str = "device") -> str | None:

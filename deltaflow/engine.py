@@ -22,7 +22,6 @@ Outputs keep the input's dims, coords and chunks. Building the graph computes no
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import math
@@ -38,9 +37,8 @@ from ._blocks import blockwise_with_halo, format_bytes, merge_chunks, merge_for_
 from ._coords import Axis, numeric_axis
 from ._device import array_module, check_device, check_method_device, is_dask, to_device
 from .kernels import MethodParams, MethodSpec, get_method, run_kernel, uniform_step
-from .kernels._xp import astype, namespace, to_numpy
-from .kernels.api import check_length, check_nans
-from .kernels.registry import NaNInInput, nan_check_in_kernel
+from .kernels._xp import astype, to_numpy
+from .kernels.api import check_length, check_nans, run_checked
 
 LOGGER = logging.getLogger("deltaflow")
 
@@ -210,23 +208,16 @@ def apply_numpy(
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Derivative, smoothed (or None) and choices for an in-memory array, one kernel call."""
     y = np.moveaxis(data, ax, -1)
-    deferred = plan.spec.defers_nan_check(plan.params, namespace(y))
-    if not deferred:
-        check_nans(plan.spec, y, plan.params, name=where)
-    try:
-        with nan_check_in_kernel() if deferred else contextlib.nullcontext():
-            run = run_kernel(
-                plan.spec,
-                y,
-                x,
-                plan.order,
-                plan.params,
-                smoothed=plan.smoothed,
-                allow_host=plan.allow_host,
-            )
-    except NaNInInput:  # the kernel met a NaN as it wrote: name where
-        check_nans(plan.spec, y, plan.params, name=where)
-        raise
+    run = run_checked(
+        plan.spec,
+        y,
+        x,
+        plan.order,
+        plan.params,
+        name=where,
+        smoothed=plan.smoothed,
+        allow_host=plan.allow_host,
+    )
     d = np.moveaxis(run.output.derivative, -1, ax)
     s = np.moveaxis(run.output.smoothed, -1, ax) if plan.smoothed else None
     return d, s, dict(run.chosen)

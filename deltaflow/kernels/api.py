@@ -217,15 +217,7 @@ def differentiate_array(
     check_length(spec, order, p, n, "y")
     if not spec.irregular and uniform_step(np.sort(xa)) is None:
         raise ValueError(f"method {spec.name!r} needs uniform spacing; x is irregular")
-    deferred = spec.defers_nan_check(p, xp)  # the kernel finds NaN as it writes
-    if not deferred:
-        check_nans(spec, y, p)
-    try:
-        with nan_check_in_kernel() if deferred else nullcontext():
-            out = run_kernel(spec, y, xa, order, p, smoothed=return_smoothed, allow_host=allow_host)
-    except NaNInInput:
-        check_nans(spec, y, p)  # names the positions
-        raise
+    out = run_checked(spec, y, xa, order, p, smoothed=return_smoothed, allow_host=allow_host)
     d = xp.moveaxis(out.output.derivative, -1, axis)
     result: list[Any] = [d]
     if return_smoothed:
@@ -249,6 +241,31 @@ def check_namespace(spec: MethodSpec, xp: Any, where: str = "y", allow_host: boo
         f"(results come back as {xp.__name__} arrays), use device='cpu', or a method that "
         f"runs there: {able}"
     )
+
+
+def run_checked(
+    spec: MethodSpec,
+    y: Any,
+    x: np.ndarray,
+    order: int,
+    params: MethodParams,
+    *,
+    name: str = "y",
+    smoothed: bool = False,
+    allow_host: bool = False,
+) -> KernelRun:
+    """:func:`check_nans` then :func:`run_kernel` on whole in-memory series; where the
+    kernel finds NaN as it writes (``spec.checks_nan``), the kernel alone, and check_nans
+    only to name (as ``name``) the NaN it met."""
+    deferred = spec.defers_nan_check(params, namespace(y))
+    if not deferred:
+        check_nans(spec, y, params, name=name)
+    try:
+        with nan_check_in_kernel() if deferred else nullcontext():
+            return run_kernel(spec, y, x, order, params, smoothed=smoothed, allow_host=allow_host)
+    except NaNInInput:
+        check_nans(spec, y, params, name=name)  # names the positions
+        raise
 
 
 class KernelRun:

@@ -51,6 +51,8 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ._xp import is_numpy
+
 NanPolicy = Literal["raise", "omit", "propagate"]
 
 
@@ -118,8 +120,6 @@ class MethodSpec:
 
     def defers_nan_check(self, params: MethodParams, xp: Any) -> bool:
         """Whether ``apply`` does the nan_policy='raise' check for arrays of ``xp``."""
-        from ._xp import is_numpy
-
         return (
             params.nan_policy == "raise"
             and is_numpy(xp)

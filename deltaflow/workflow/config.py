@@ -41,6 +41,8 @@ from pydantic import (
     field_validator,
 )
 
+from .._device import Device
+
 ENV_PREFIX = "DELTAFLOW__"
 
 KeyPath = tuple[str | int, ...]
@@ -387,7 +389,7 @@ def workflow_model() -> type[BaseModel]:
             "mapping, or a scheduler address (tcp://host:8786)",
         )
         plot: PlotConfig | None = Field(None, description="a figure drawn after the run")
-        device: Literal["cpu", "gpu"] = Field(
+        device: Device = Field(
             "cpu",
             description="where the steps compute: 'cpu', or 'gpu' (the source's numeric "
             "variables move to the CUDA device through CuPy chunk by chunk and the results "
