@@ -5,9 +5,11 @@ Run on a machine with CuPy and an NVIDIA GPU (``benchmarks/gpu_run.sh`` runs it 
     python benchmarks/gpu_parts.py
 
 Prints, on a 100,000 x 1,000 float64 batch: the device-to-device copy; the NaN check's
-reduction (nan_policy='raise') in copies; the CUDA stencil kernel alone for 3, 9, 21 and
-101 taps as a fraction of the copy; and ``differentiate_array`` for finite_difference and
-savgol(window=21) with and without the NaN check.
+reduction (nan_policy='raise') in copies; each CUDA stencil kernel variant alone (L1 or
+shared-memory staging with 2 outputs per thread, register-blocked with R outputs per thread)
+for 3 to 101 taps as a fraction of the copy, the default plan marked; ``differentiate_array``
+for finite_difference and savgol(window=21) with and without the NaN check; and where the
+time of savgol's automatic window goes (the choice on the host, the stencils on the device).
 """
 
 import sys
@@ -54,14 +56,34 @@ for label, f in [
     print(f"{label}: {t * 1e3:.3f} ms = {t / tc:.2f} copies")
 sts = [
     ("fd w3", fdm.build_stencil(x, 1, 2)),
+    ("fd w5", fdm.build_stencil(x, 1, 4)),
     ("fd w9", fdm.build_stencil(x, 1, 8)),
     ("sg w21", sgm.build_stencil(x, 21, 3, 1)),
+    ("sg w51", sgm.build_stencil(x, 51, 3, 1)),
     ("sg w101", sgm.build_stencil(x, 101, 3, 1)),
 ]
-line = f"kernel alone (OUTPUTS={_cuda.OUTPUTS}, SHARED_FROM={_cuda.SHARED_FROM}):"
+variants = [("uniform", 2, False), ("uniform", 2, True)] + [
+    ("blocked", r) for r in (3, 5, 7, 9, 11)
+]
+print("kernel alone, x copy (* = default plan):")
+print(f"{'variant':<18}" + "".join(f"{label:>10}" for label, _ in sts))
+for v in variants:
+    line = f"{'-'.join(map(str, v)):<18}"
+    for _, st in sts:
+        w = st.center.shape[0]
+        t = bt(lambda st=st, v=v: _cuda.apply([st], None, y, variant=v))
+        mark = (
+            "*"
+            if _cuda.uniform_plan(w, 1000, 8)[0] == _cuda.uniform_plan(w, 1000, 8, v)[0]
+            else " "
+        )
+        line += f"{tc / t:>9.3f}{mark}"
+    print(line, flush=True)
+y32 = y.astype(cp.float32)
+tc32 = bt(lambda: y32.copy())
+line = "float32, default plan:"
 for label, st in sts:
-    t = bt(lambda st=st: _cuda.apply([st], None, y))
-    line += f"  {label} {tc / t:.3f}x"
+    line += f"  {label} {tc32 / bt(lambda st=st: _cuda.apply([st], None, y32)):.3f}x"
 print(line, flush=True)
 for m, kw in [("finite_difference", {}), ("savgol", {"window": 21})]:
     for pol in ("raise", "propagate"):
@@ -71,3 +93,10 @@ for m, kw in [("finite_difference", {}), ("savgol", {"window": 21})]:
             )
         )
         print(f"differentiate_array {m} {kw} nan_policy={pol}: {tc / t:.3f}x copy")
+t_all = bt(lambda: dfl.differentiate_array(y, x, method="savgol"), r=2)
+t_host = bt(lambda: cp.asnumpy(y), r=2)
+t_choose = bt(lambda: sgm._choose(host, x, 1, sgm.SavgolParams(), None), r=2)
+print(
+    f"savgol automatic window: {tc / t_all:.4f}x copy ({t_all * 1e3:.0f} ms); device-to-host "
+    f"{t_host * 1e3:.0f} ms; choice on the host {t_choose * 1e3:.0f} ms"
+)

@@ -252,3 +252,68 @@ def test_choices_of_gpu_data_come_back_as_host_arrays():
     windows = ch["window"].values
     ref = dfl.differentiate(_labelled(), "t", method="savgol", return_choices=True)[1]
     np.testing.assert_array_equal(windows, ref["window"].values)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [("uniform", 2, False), ("uniform", 2, True), ("blocked", 3), ("blocked", 7), None],
+    ids=lambda v: "default" if v is None else "-".join(map(str, v)),
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_uniform_kernel_variants_match_numpy(variant, dtype):
+    """Every uniform kernel (and the default plan) on short and multi-tile rows, narrow to
+    wide stencils, both ends: the NumPy stencil's result to rounding."""
+    from deltaflow.kernels import _cuda
+    from deltaflow.kernels import finite_difference as fdm
+    from deltaflow.kernels import savgol as sgm
+    from deltaflow.kernels._stencil import _apply_numpy
+
+    rng = np.random.default_rng(7)
+    for n in (40, 1000, 4500):
+        x = np.linspace(0.0, 3.0, n)
+        stencils = [fdm.build_stencil(x, 1, 2), fdm.build_stencil(x, 2, 8)]
+        stencils += [sgm.build_stencil(x, w, 3, 1) for w in (21, 101) if w <= n]
+        y = rng.standard_normal((5, n)).astype(dtype)
+        for st in stencils:
+            ref = _apply_numpy([st], None, y)
+            got = cp.asnumpy(_cuda.apply([st], None, cp.asarray(y), variant=variant))
+            tol = 1e-12 if dtype == np.float64 else 1e-5
+            scale = np.abs(ref).max()
+            np.testing.assert_allclose(
+                got, ref, rtol=tol, atol=tol * scale, err_msg=f"n={n} w={st.center.size}"
+            )
+
+
+def test_a_stencil_too_wide_to_stage_runs_through_l1():
+    x = np.linspace(0.0, 1.0, 4000)
+    y = np.sin(7 * x)[None] * np.arange(1, 4)[:, None]
+    ref = dfl.differentiate_array(y, x, method="savgol", window=3001, polyorder=3)
+    got = dfl.differentiate_array(cp.asarray(y), x, method="savgol", window=3001, polyorder=3)
+    np.testing.assert_allclose(cp.asnumpy(got), ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [("finite_difference", {}), ("savgol", {"window": 21}), ("savgol", {"window": 9})],
+)
+@pytest.mark.parametrize("irregular", [False, True], ids=["uniform", "irregular"])
+def test_nan_found_by_the_kernels_names_its_position(method, params, irregular):
+    """nan_policy='raise' on CuPy: the kernels flag the NaN as they write (no read pass
+    before), the error names where it is; 'propagate' returns the CPU's NaN pattern;
+    an inf that only makes NaN in the output (inf - inf) is not reported as NaN input."""
+    x, y = _batch(irregular=irregular)
+    bad = y.copy()
+    bad[2, 123] = np.nan
+    with pytest.raises(ValueError, match=r"\(2, 123\)"):
+        dfl.differentiate_array(cp.asarray(bad), x, method=method, **params)
+    ref = dfl.differentiate_array(bad, x, method=method, nan_policy="propagate", **params)
+    got = dfl.differentiate_array(
+        cp.asarray(bad), x, method=method, nan_policy="propagate", **params
+    )
+    np.testing.assert_array_equal(np.isnan(cp.asnumpy(got)), np.isnan(ref))
+    inf = y.copy()
+    inf[1, 200] = np.inf
+    ref = dfl.differentiate_array(inf, x, method=method, **params)
+    got = cp.asnumpy(dfl.differentiate_array(cp.asarray(inf), x, method=method, **params))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(ref))

@@ -5,12 +5,22 @@ with the same contract: row r of y (rows, n) goes through ``stencils[which[r]]``
 a CuPy array takes the namespace-generic path (one temporary per tap, matmuls for the ends
 and a concatenation), measured at 0.12x a device-to-device copy for a 3-point stencil on an
 H100 (100,000 x 1,000 float64); ``cupyx.scipy.ndimage.correlate1d`` reached 0.85x for 3
-taps but 0.29x for 21. Here each thread writes OUTPUTS samples of a row; stencils of
-SHARED_FROM taps or more read the block's stretch of the row (plus the halo) from shared
-memory, staged once, narrower ones through L1. Sums run in tap order and in float64 like
-the NumPy kernels, so the results agree with the CPU to rounding.
+taps but 0.29x for 21.
 
-Compiled by NVRTC on first use (a CUDA device and CuPy needed; nothing here runs without).
+Two uniform kernels. ``stencil_uniform``: each thread writes OUTPUTS samples a block width
+apart, reading its taps through L1 (or, from SHARED_FROM taps, from the block's stretch of
+the row staged in shared memory). ``stencil_blocked``: each thread writes R consecutive
+samples from a sliding window of R registers over the staged stretch, so a tap costs one
+shared-memory read per R outputs instead of one per output (the bound of the first kernel
+at 21 taps and more), and the outputs go back through shared memory in coalesced stores.
+R is odd, so a warp's strided shared-memory accesses fall in distinct banks. Sums run in
+tap order and in float64 like the NumPy kernels, so the results agree with the CPU to
+rounding. Every kernel raises a flag when it writes a NaN (each input sample reaches some
+output and 0 * NaN is NaN), which stands in for a separate read pass over the input under
+``nan_policy='raise'``.
+
+Compiled by NVRTC on first use, one instantiation at a time (a CUDA device and CuPy
+needed; nothing here runs without).
 """
 
 from __future__ import annotations
@@ -22,16 +32,20 @@ from typing import Any
 import numpy as np
 
 from ._stencil import stencil_rows
+from .registry import NaNInInput
 
-_THREADS = 256  # threads per block of the uniform kernel
-# each thread writes OUTPUTS samples of a row (a block covers _THREADS * OUTPUTS), which
-# keeps several independent loads in flight per thread; stencils of SHARED_FROM taps or more
-# stage the block's stretch of the row in shared memory (narrower ones read through L1).
-# Measured on an H100 (100,000 x 1,000 float64, kernel alone, x a device copy; 1/2/4/8
-# outputs, L1 | shared): 3 taps .62/.69/.54/.67 | .57/.64/.62/.64; 21 taps .37/.41/.40/.40
-# | .36/.40/.40/.39; 101 taps .089/.092/.091/.092 | .096/.096/.096/.093
+_THREADS = 256  # threads per block of stencil_uniform and stencil_banded
+# stencil_uniform: OUTPUTS samples per thread, a block width apart; shared-memory staging
+# from SHARED_FROM taps. Measured on an H100 (100,000 x 1,000 float64, kernel alone, x a
+# device copy; 1/2/4/8 outputs, L1 | shared): 3 taps .62/.69/.54/.67 | .57/.64/.62/.64;
+# 21 taps .37/.41/.40/.40 | .36/.40/.40/.39; 101 taps .089/.092/.091/.092 | .096/.096/.096/.093
 OUTPUTS = 2
 SHARED_FROM = 41
+# stencil_blocked: R consecutive samples per thread (odd), used from BLOCKED_FROM taps
+BLOCK_R = 7
+BLOCKED_FROM = 5
+_BLOCK_THREADS_MAX = 256
+_SHARED_MAX = 48 << 10  # dynamic shared memory a launch may ask for without opting in
 
 _SOURCE = r"""
 template <typename T, int P, bool SHARED>
@@ -39,9 +53,9 @@ __global__ void stencil_uniform(const T* __restrict__ y, const double* __restric
                                 const double* __restrict__ lft, const double* __restrict__ rgt,
                                 const long long* __restrict__ rows, int direct, long long n,
                                 int h, int w, int wl, int wr, long long tiles,
-                                T* __restrict__ out) {
-    extern __shared__ unsigned char smem[];
-    T* tile = reinterpret_cast<T*>(smem);
+                                T* __restrict__ out, int* __restrict__ flag) {
+    extern __shared__ double smem_u[];
+    T* tile = reinterpret_cast<T*>(smem_u);
     const long long b = blockIdx.x;
     const long long k = b / tiles;
     const long long t0 = (b - k * tiles) * (long long)(blockDim.x * P);
@@ -56,6 +70,7 @@ __global__ void stencil_uniform(const T* __restrict__ y, const double* __restric
         }
         __syncthreads();
     }
+    bool bad = false;
 #pragma unroll
     for (int q = 0; q < P; ++q) {
         const int local = q * blockDim.x + threadIdx.x;
@@ -74,16 +89,85 @@ __global__ void stencil_uniform(const T* __restrict__ y, const double* __restric
 #pragma unroll 4
                 for (int j = 0; j < w; ++j) acc += c[j] * (double)ys[j];
             }
+            bad |= (acc != acc);
             out[base + col] = (T)acc;
         }
     }
+    if (bad) *flag = 1;
+}
+
+template <typename T, int R>
+__global__ void stencil_blocked(const T* __restrict__ y, const double* __restrict__ c,
+                                const double* __restrict__ lft, const double* __restrict__ rgt,
+                                const long long* __restrict__ rows, int direct, long long n,
+                                int h, int w, int wl, int wr, long long tiles,
+                                T* __restrict__ out, int* __restrict__ flag) {
+    // shared memory: w weights (double), then per + w input samples, then per outputs
+    extern __shared__ double smem_b[];
+    const int per = blockDim.x * R;
+    double* cw = smem_b;
+    T* tile = reinterpret_cast<T*>(smem_b + w);
+    T* otile = tile + per + w;
+    const long long b = blockIdx.x;
+    const long long k = b / tiles;
+    const long long t0 = (b - k * tiles) * (long long)per;
+    const long long base = (direct ? k : rows[k]) * n;
+    const T* yr = y + base;
+    for (int s = threadIdx.x; s < w; s += blockDim.x) cw[s] = c[s];
+    for (int s = threadIdx.x; s < per + w; s += blockDim.x) {
+        const long long g = t0 - h + s;
+        tile[s] = (g >= 0 && g < n) ? yr[g] : T(0);
+    }
+    __syncthreads();
+    // output t0 + l reads tile[l + j] for tap j; this thread's are l = l0 .. l0 + R - 1
+    const int l0 = threadIdx.x * R;
+    double acc[R];
+    T v[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        acc[r] = 0.0;
+        v[r] = tile[l0 + r];
+    }
+    for (int j = 0; j < w; ++j) {
+        const double cj = cw[j];
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[r] += cj * (double)v[r];
+#pragma unroll
+        for (int r = 0; r < R - 1; ++r) v[r] = v[r + 1];
+        v[R - 1] = tile[l0 + j + R];  // at most per + w - 1
+    }
+    bool bad = false;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const long long col = t0 + l0 + r;
+        double a = acc[r];
+        if (col < h) {
+            const double* wt = lft + col * wl;
+            a = 0.0;
+            for (int j = 0; j < wl; ++j) a += wt[j] * (double)yr[j];
+        } else if (col >= n - h && col < n) {
+            const double* wt = rgt + (col - (n - h)) * wr;
+            const T* ys = yr + (n - wr);
+            a = 0.0;
+            for (int j = 0; j < wr; ++j) a += wt[j] * (double)ys[j];
+        }
+        if (col < n) bad |= (a != a);
+        otile[l0 + r] = (T)a;
+    }
+    __syncthreads();
+    for (int s = threadIdx.x; s < per; s += blockDim.x) {
+        const long long col = t0 + s;
+        if (col < n) out[base + col] = otile[s];
+    }
+    if (bad) *flag = 1;
 }
 
 template <typename T>
 __global__ void stencil_banded(const T* __restrict__ y, const double* __restrict__ table,
                                const long long* __restrict__ start,
                                const long long* __restrict__ rows, int direct, long long n,
-                               int w, long long total, T* __restrict__ out) {
+                               int w, long long total, T* __restrict__ out,
+                               int* __restrict__ flag) {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
     const long long k = i / n;
@@ -93,6 +177,7 @@ __global__ void stencil_banded(const T* __restrict__ y, const double* __restrict
     const double* wt = table + col * w;
     double acc = 0.0;
     for (int j = 0; j < w; ++j) acc += wt[j] * (double)ys[j];
+    if (acc != acc) *flag = 1;
     out[base + col] = (T)acc;
 }
 """
@@ -100,25 +185,25 @@ __global__ void stencil_banded(const T* __restrict__ y, const double* __restrict
 _TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 
-def _names(outputs: int) -> list[str]:
-    out = []
-    for t in _TYPES.values():
-        out += [f"stencil_uniform<{t},{outputs},{sh}>" for sh in ("false", "true")]
-        out.append(f"stencil_banded<{t}>")
-    return out
+def kernel_names(dtype: Any) -> list[str]:
+    """Every instantiation :func:`apply` may launch for ``dtype`` with the settings above."""
+    t = _TYPES[np.dtype(dtype)]
+    return [
+        f"stencil_uniform<{t},{OUTPUTS},false>",
+        f"stencil_uniform<{t},{OUTPUTS},true>",
+        f"stencil_blocked<{t},{BLOCK_R}>",
+        f"stencil_banded<{t}>",
+    ]
 
 
 @functools.cache
-def _module(outputs: int) -> Any:
-    """The kernels compiled for ``outputs`` samples per thread (the six instantiations the
-    apply can ask for, not every variant measured)."""
+def _function(name: str) -> Any:
+    """The compiled kernel ``name`` (one instantiation per NVRTC module, so a call
+    compiles only the kernels it launches; CuPy keeps them on disk between processes)."""
     import cupy as cp
 
-    return cp.RawModule(code=_SOURCE, options=("-std=c++14",), name_expressions=_names(outputs))
-
-
-def _kernel(name: str) -> Any:
-    return _module(OUTPUTS).get_function(name)
+    module = cp.RawModule(code=_SOURCE, options=("-std=c++14",), name_expressions=[name])
+    return module.get_function(name)
 
 
 _UPLOADS: dict[tuple, Any] = {}
@@ -164,9 +249,44 @@ def any_nan(y: Any) -> bool:
     return bool(_nan_reduction()(y).item())
 
 
-def apply(stencils: list[Any], which: np.ndarray | None, y: Any) -> Any:
+def uniform_plan(w: int, n: int, itemsize: int, variant: tuple | None = None) -> tuple:
+    """How a uniform stencil of w taps runs on rows of n samples: (kernel template args,
+    threads per block, samples per block, shared-memory bytes). ``variant`` forces
+    ("uniform", outputs, shared) or ("blocked", r), for measurements."""
+    if variant is None:
+        variant = ("blocked", BLOCK_R) if w >= BLOCKED_FROM else ("uniform", OUTPUTS, False)
+        if w >= SHARED_FROM and variant[0] == "uniform":
+            variant = ("uniform", OUTPUTS, True)
+    if variant[0] == "blocked":
+        r = int(variant[1])
+        # enough warps to cover the row in one block where it fits (no half-empty tiles)
+        warps = -(-n // (32 * r))
+        threads = min(_BLOCK_THREADS_MAX, 32 * warps)
+        per = threads * r
+        smem = 8 * w + (2 * per + w) * itemsize
+        if smem <= _SHARED_MAX:
+            return ("blocked", r), threads, per, smem
+        variant = ("uniform", OUTPUTS, False)  # too wide to stage: through L1
+    _, p, shared = variant
+    per = _THREADS * int(p)
+    h = (w - 1) // 2
+    smem = (per + 2 * h) * itemsize if shared else 0
+    if smem > _SHARED_MAX:
+        shared, smem = False, 0
+    return ("uniform", int(p), bool(shared)), _THREADS, per, smem
+
+
+def apply(
+    stencils: list[Any],
+    which: np.ndarray | None,
+    y: Any,
+    check_nan: bool = False,
+    variant: tuple | None = None,
+) -> Any:
     """Row r of CuPy y (..., n) through ``stencils[which[r]]`` (all through stencils[0]
-    when ``which`` is None); a new array of y's shape and dtype (float32 or float64)."""
+    when ``which`` is None); a new array of y's shape and dtype (float32 or float64).
+    ``check_nan``: :class:`NaNInInput` when y holds a NaN (flagged by the kernels from
+    their outputs, then confirmed on y: inf - inf flags too)."""
     import cupy as cp
 
     shape = y.shape
@@ -178,6 +298,8 @@ def apply(stencils: list[Any], which: np.ndarray | None, y: Any) -> Any:
     nrows = y2.shape[0]
     if nrows == 0 or n == 0:
         return out.reshape(shape)
+    t = _TYPES[y2.dtype]
+    flag = cp.zeros(1, dtype=cp.int32)
     for st, rows in zip(stencils, stencil_rows(which, len(stencils), nrows), strict=True):
         if rows.size == 0:
             continue
@@ -189,9 +311,8 @@ def apply(stencils: list[Any], which: np.ndarray | None, y: Any) -> Any:
             h = (w - 1) // 2
             lft = st.left if h else np.zeros((0, 1))
             rgt = st.right if h else np.zeros((0, 1))
-            per = _THREADS * OUTPUTS
+            kind, threads, per, smem = uniform_plan(w, n, y2.dtype.itemsize, variant)
             tiles = -(-n // per)
-            shared = w >= SHARED_FROM
             args = (
                 y2,
                 _upload(st.center, np.float64),
@@ -206,10 +327,13 @@ def apply(stencils: list[Any], which: np.ndarray | None, y: Any) -> Any:
                 np.int32(rgt.shape[1]),
                 np.int64(tiles),
                 out,
+                flag,
             )
-            smem = (per + 2 * h) * y2.dtype.itemsize if shared else 0
-            name = f"stencil_uniform<{_TYPES[y2.dtype]},{OUTPUTS},{str(shared).lower()}>"
-            _kernel(name)((int(rows.size * tiles),), (_THREADS,), args, shared_mem=smem)
+            if kind[0] == "blocked":
+                name = f"stencil_blocked<{t},{kind[1]}>"
+            else:
+                name = f"stencil_uniform<{t},{kind[1]},{str(kind[2]).lower()}>"
+            _function(name)((int(rows.size * tiles),), (threads,), args, shared_mem=smem)
         else:
             total = rows.size * n
             args = (
@@ -222,6 +346,9 @@ def apply(stencils: list[Any], which: np.ndarray | None, y: Any) -> Any:
                 np.int32(st.table.shape[1]),
                 np.int64(total),
                 out,
+                flag,
             )
-            _kernel(f"stencil_banded<{_TYPES[y2.dtype]}>")((-(-total // 256),), (256,), args)
+            _function(f"stencil_banded<{t}>")((-(-total // _THREADS),), (_THREADS,), args)
+    if check_nan and int(flag.get()[0]) and any_nan(y2):
+        raise NaNInInput("the data holds NaN")
     return out.reshape(shape)

@@ -307,15 +307,15 @@ def _apply_banded(y, rows, table, start, out, flag):  # pragma: no cover - compi
 def apply_stencil(st: Stencil, y: Any, xp: ModuleType, check_nan: bool = False) -> Any:
     """Apply a stencil along the last axis of y (..., n); returns a new array, y's dtype.
 
-    ``check_nan`` (NumPy): raise :class:`NaNInInput` when y holds a NaN, found from the
-    outputs as they are written instead of a separate pass over y.
+    ``check_nan`` (NumPy and CuPy): raise :class:`NaNInInput` when y holds a NaN, found
+    from the outputs as they are written instead of a separate pass over y.
     """
     if is_numpy(xp):
         return _apply_numpy([st], None, y, check_nan)
     if is_cupy(xp):
         from . import _cuda
 
-        return _cuda.apply([st], None, y)
+        return _cuda.apply([st], None, y, check_nan)
     return _apply_generic(st, y, xp)
 
 
@@ -337,7 +337,7 @@ def apply_stencils(
     if is_cupy(xp):
         from . import _cuda
 
-        return _cuda.apply(stencils, which, y)
+        return _cuda.apply(stencils, which, y, check_nan)
     n = y.shape[-1]
     y2 = xp.reshape(y, (-1, n))
     groups = [(st, np.flatnonzero(which == g)) for g, st in enumerate(stencils)]

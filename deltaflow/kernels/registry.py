@@ -33,8 +33,9 @@ The call contract, for y of shape (..., n) and x of shape (n,):
     Series are independent, so the result is the same (the batched == one-by-one contract).
 
 ``checks_nan(params) -> bool``
-    True when, for these parameters, ``apply`` on NumPy input can itself detect NaN under
-    ``nan_policy="raise"`` and raise ``NaNInInput`` (from its outputs, as it writes them).
+    True when, for these parameters, ``apply`` on NumPy or CuPy input can itself detect
+    NaN under ``nan_policy="raise"`` and raise ``NaNInInput`` (from its outputs, as it
+    writes them).
     A caller that relies on it skips its separate read pass over the data, runs the kernel
     inside :func:`nan_check_in_kernel` (the kernel asks :func:`kernel_checks_nan`), and on
     that exception runs its own check, which names where the NaN is. None: callers always
@@ -51,7 +52,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ._xp import is_numpy
+from ._xp import is_cupy, is_numpy
 
 NanPolicy = Literal["raise", "omit", "propagate"]
 
@@ -122,7 +123,7 @@ class MethodSpec:
         """Whether ``apply`` does the nan_policy='raise' check for arrays of ``xp``."""
         return (
             params.nan_policy == "raise"
-            and is_numpy(xp)
+            and (is_numpy(xp) or is_cupy(xp))
             and self.checks_nan is not None
             and bool(self.checks_nan(params))
         )
