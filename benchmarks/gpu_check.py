@@ -173,7 +173,7 @@ def check(
             ref = run(host[:sample])
             got = dev.to_host(run(dev_y[:sample]))
             rel = float(np.max(np.abs(got - ref)) / max(np.max(np.abs(ref)), 1e-300))
-            t = best_time(lambda run=run: run(dev_y), dev.sync, 3)
+            t = best_time(lambda run=run: run(dev_y), dev.sync, 7)
             gb_s = nbytes / t / 1e9
             cpu = cpu_rate(m, host, x, cpu_budget_s, params) / 1e9
             r = Result(m, "ok", rel, gb_s, gb_s / copy_gb_s, cpu, gb_s / cpu, label=label)

@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import deltaflow as dfl  # noqa: E402
-from deltaflow.kernels import _cuda  # noqa: E402
+from deltaflow.kernels import _bandwidth_xp, _cuda  # noqa: E402
 from deltaflow.kernels import finite_difference as fdm  # noqa: E402
 from deltaflow.kernels import savgol as sgm  # noqa: E402
 
@@ -85,7 +85,7 @@ line = "float32, default plan:"
 for label, st in sts:
     line += f"  {label} {tc32 / bt(lambda st=st: _cuda.apply([st], None, y32)):.3f}x"
 print(line, flush=True)
-for m, kw in [("finite_difference", {}), ("savgol", {"window": 21})]:
+for m, kw in [("finite_difference", {}), ("savgol", {"window": 21}), ("savgol", {"window": 101})]:
     for pol in ("raise", "propagate"):
         t = bt(
             lambda m=m, kw=kw, pol=pol: dfl.differentiate_array(
@@ -93,10 +93,13 @@ for m, kw in [("finite_difference", {}), ("savgol", {"window": 21})]:
             )
         )
         print(f"differentiate_array {m} {kw} nan_policy={pol}: {tc / t:.3f}x copy")
-t_all = bt(lambda: dfl.differentiate_array(y, x, method="savgol"), r=2)
-t_host = bt(lambda: cp.asnumpy(y), r=2)
-t_choose = bt(lambda: sgm._choose(host, x, 1, sgm.SavgolParams(), None), r=2)
+t_all = bt(lambda: dfl.differentiate_array(y, x, method="savgol"), r=3)
+t_choose = bt(lambda: sgm._choose(y, x, 1, sgm.SavgolParams(), cp), r=3)
+t_noise = bt(lambda: _bandwidth_xp.noise_sigma(y, x, cp), r=3)
+t_fits = bt(lambda: _bandwidth_xp.block_moments(y, x, 6, 8, cp), r=3)
+t_host = bt(lambda: sgm._choose(host, x, 1, sgm.SavgolParams(), np), r=2)
 print(
-    f"savgol automatic window: {tc / t_all:.4f}x copy ({t_all * 1e3:.0f} ms); device-to-host "
-    f"{t_host * 1e3:.0f} ms; choice on the host {t_choose * 1e3:.0f} ms"
+    f"savgol automatic window: {tc / t_all:.4f}x copy ({t_all * 1e3:.1f} ms); the choice on "
+    f"the device {t_choose * 1e3:.1f} ms (noise {t_noise * 1e3:.1f}, block fits "
+    f"{t_fits * 1e3:.1f}); the same choice on the host's CPUs {t_host * 1e3:.0f} ms"
 )

@@ -211,18 +211,19 @@ def test_workflow_allow_host_is_a_boolean_and_leaves_the_hash(tmp_path):
 
 
 def test_cuda_launch_plan_for_uniform_stencils():
-    """Which CUDA kernel a uniform stencil gets (pure arithmetic, no GPU needed): the
-    register-blocked kernel from BLOCKED_FROM taps with a row in as few blocks as fit,
-    the L1 kernel for narrow stencils and for those too wide to stage in shared memory."""
+    """Which CUDA kernel a uniform stencil gets (pure arithmetic, no GPU needed): the L1
+    kernel below BLOCKED_FROM taps and for stencils too wide to stage in shared memory,
+    the register-blocked kernel between, with a row in as few blocks as fit."""
     from deltaflow.kernels import _cuda
 
     kind, threads, per, smem = _cuda.uniform_plan(3, 1000, 8)
-    assert kind[0] == "uniform" and smem == 0
-    kind, threads, per, smem = _cuda.uniform_plan(21, 1000, 8)
+    assert kind == ("uniform", _cuda.OUTPUTS, False) and smem == 0
+    w = _cuda.BLOCKED_FROM
+    kind, threads, per, smem = _cuda.uniform_plan(w, 1000, 8)
     assert kind == ("blocked", _cuda.BLOCK_R)
     assert per >= 1000 and threads % 32 == 0 and threads * _cuda.BLOCK_R == per
-    assert smem == 8 * 21 + (2 * per + 21) * 8
-    kind, threads, per, smem = _cuda.uniform_plan(21, 100_000, 4)
+    assert smem == 8 * w + (2 * per + w) * 8
+    kind, threads, per, smem = _cuda.uniform_plan(101, 100_000, 4)
     assert threads == 256 and per == 256 * _cuda.BLOCK_R
     kind, _, _, smem = _cuda.uniform_plan(3001, 4000, 8)
     assert kind == ("uniform", _cuda.OUTPUTS, False) and smem == 0

@@ -317,3 +317,52 @@ def test_nan_found_by_the_kernels_names_its_position(method, params, irregular):
     got = cp.asnumpy(dfl.differentiate_array(cp.asarray(inf), x, method=method, **params))
     np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
     np.testing.assert_array_equal(np.isinf(got), np.isinf(ref))
+
+
+def test_median_mad_kernel_equals_numpy():
+    """Row medians and MADs from the shared-memory sort: odd and even lengths, ties,
+    a row too long for it (cupy.median instead), NaN rows."""
+    from deltaflow.kernels import _bandwidth_xp, _cuda
+
+    rng = np.random.default_rng(3)
+    for m in (1, 2, 3, 31, 64, 999, 1000, 4096, 5001):
+        e = rng.standard_normal((7, m))
+        e[1] = np.round(e[1])  # ties
+        e[2, : m // 2] = 0.5
+        e[4, m // 3] = np.nan
+        med, mad = _bandwidth_xp._median_mad(cp.asarray(e), cp)
+        ref = np.median(e, axis=1)
+        ref_mad = np.median(np.abs(e - ref[:, None]), axis=1)
+        np.testing.assert_array_equal(cp.asnumpy(med), ref, err_msg=f"m={m}")
+        np.testing.assert_array_equal(cp.asnumpy(mad), ref_mad, err_msg=f"m={m}")
+        if m <= _cuda.MEDIAN_MAX:
+            got = _cuda.median_mad(cp.asarray(e))
+            np.testing.assert_array_equal(cp.asnumpy(got[0]), ref)
+
+
+@pytest.mark.parametrize("irregular", [False, True], ids=["uniform", "irregular"])
+def test_savgol_windows_chosen_on_the_device_equal_the_hosts(irregular):
+    """savgol's automatic windows for CuPy data come from the device (no host copy of the
+    data) and equal the host's choice; the derivative then equals the CPU's."""
+    from deltaflow.kernels import savgol as sgm
+
+    rng = np.random.default_rng(5)
+    x = np.linspace(0.0, 6.0, 1000)
+    if irregular:
+        h = x[1] - x[0]
+        x[1:-1] += rng.uniform(-0.3 * h, 0.3 * h, 998)
+    y = rng.uniform(0.5, 2, (300, 1)) * np.sin(rng.uniform(0.5, 3, (300, 1)) * x)
+    y += rng.choice([1e-3, 1e-2, 5e-2], (300, 1)) * rng.standard_normal((300, 1000))
+    from deltaflow.kernels import _bandwidth, _bandwidth_xp
+
+    sigma = cp.asnumpy(_bandwidth_xp.noise_sigma(cp.asarray(y), x, cp))
+    np.testing.assert_array_equal(sigma, _bandwidth.noise_sigma(y, x))  # the same sums
+    for order in (1, 2):
+        params = sgm.SavgolParams()
+        ref = sgm._choose(y, x, order, params, np)["window"]
+        got = sgm._choose(cp.asarray(y), x, order, params, cp)["window"]
+        assert isinstance(got, np.ndarray)
+        np.testing.assert_array_equal(got, ref)
+        d_ref = dfl.differentiate_array(y, x, method="savgol", order=order)
+        d_got = dfl.differentiate_array(cp.asarray(y), x, method="savgol", order=order)
+        np.testing.assert_allclose(cp.asnumpy(d_got), d_ref, rtol=1e-10, atol=1e-10)

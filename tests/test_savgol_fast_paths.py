@@ -277,3 +277,30 @@ def test_window_moments_equal_sums_of_explicit_weights(kernel):
                     e = math.factorial(deriv) * fit_operator(t, degree, kw)[deriv] / span**deriv
                     want = (np.sum(e**2), np.sum(e * dist**qk) / math.factorial(qk))
                     np.testing.assert_allclose(got[k], want, rtol=1e-9, atol=1e-12 * abs(want[0]))
+
+
+@pytest.mark.parametrize("irregular", [False, True], ids=["uniform", "irregular"])
+@pytest.mark.parametrize(("degree", "deriv"), [(2, 1), (3, 1), (3, 2), (4, 1), (5, 3)])
+def test_whole_array_window_choice_equals_the_numba_rows(irregular, degree, deriv):
+    """The device path's window choice (``_bandwidth_xp``, here on NumPy) picks the numba
+    path's windows on noisy series of several lengths, and the same noise; a row with a
+    NaN gets the smallest window in both."""
+    from deltaflow.kernels import _bandwidth_xp as bwx
+
+    rng = np.random.default_rng(11)
+    for n in (40, 400, 1200):
+        x = np.linspace(0.0, 5.0, n)
+        if irregular:
+            h = x[1] - x[0]
+            x[1:-1] += rng.uniform(-0.3 * h, 0.3 * h, n - 2)
+        rows = 60
+        y = rng.uniform(0.5, 2, (rows, 1)) * np.sin(rng.uniform(0.5, 4, (rows, 1)) * x)
+        y += rng.choice([1e-4, 1e-2, 5e-2, 0.2], (rows, 1)) * rng.standard_normal((rows, n))
+        y[3, n // 2] = np.nan
+        wmin = degree + 1 if (degree + 1) % 2 else degree + 2
+        ref_w, ref_s = bw.choose_window(y, x, degree, deriv, wmin, 101)
+        got_w, got_s = bwx.choose_window(y, x, degree, deriv, wmin, 101, np)
+        np.testing.assert_array_equal(got_w, ref_w, err_msg=f"n={n}")
+        assert got_w[3] == wmin and np.isnan(got_s[3])
+        keep = np.arange(rows) != 3
+        np.testing.assert_allclose(got_s[keep], ref_s[keep], rtol=1e-14)

@@ -8,16 +8,19 @@ H100 (100,000 x 1,000 float64); ``cupyx.scipy.ndimage.correlate1d`` reached 0.85
 taps but 0.29x for 21.
 
 Two uniform kernels. ``stencil_uniform``: each thread writes OUTPUTS samples a block width
-apart, reading its taps through L1 (or, from SHARED_FROM taps, from the block's stretch of
-the row staged in shared memory). ``stencil_blocked``: each thread writes R consecutive
-samples from a sliding window of R registers over the staged stretch, so a tap costs one
-shared-memory read per R outputs instead of one per output (the bound of the first kernel
-at 21 taps and more), and the outputs go back through shared memory in coalesced stores.
-R is odd, so a warp's strided shared-memory accesses fall in distinct banks. Sums run in
-tap order and in float64 like the NumPy kernels, so the results agree with the CPU to
-rounding. Every kernel raises a flag when it writes a NaN (each input sample reaches some
-output and 0 * NaN is NaN), which stands in for a separate read pass over the input under
-``nan_policy='raise'``.
+apart, reading its taps through L1 (or from the block's stretch of the row staged in
+shared memory, when a measurement asks). ``stencil_blocked``, for the widest stencils:
+each thread writes R consecutive samples from a sliding window of R registers over the
+staged stretch (one shared-memory read per tap per R outputs; R odd, so a warp's strided
+accesses fall in distinct banks), the outputs going back through shared memory in
+coalesced stores. Sums run in tap order and in float64 like the NumPy kernels, so the
+results agree with the CPU to rounding. Every stencil kernel raises a flag when it writes
+a NaN (each input sample reaches some output and 0 * NaN is NaN), which stands in for a
+separate read pass over the input under ``nan_policy='raise'``.
+
+Also here, for savgol's automatic window on the device (``_bandwidth_xp``): unit-norm
+differences with every product and sum rounded on its own (``window_sums``: the CPU's
+numbers), and per-row medians and MADs by a sort in shared memory (``median_mad``).
 
 Compiled by NVRTC on first use, one instantiation at a time (a CUDA device and CuPy
 needed; nothing here runs without).
@@ -34,16 +37,24 @@ import numpy as np
 from ._stencil import stencil_rows
 from .registry import NaNInInput
 
-_THREADS = 256  # threads per block of stencil_uniform and stencil_banded
-# stencil_uniform: OUTPUTS samples per thread, a block width apart; shared-memory staging
-# from SHARED_FROM taps. Measured on an H100 (100,000 x 1,000 float64, kernel alone, x a
-# device copy; 1/2/4/8 outputs, L1 | shared): 3 taps .62/.69/.54/.67 | .57/.64/.62/.64;
-# 21 taps .37/.41/.40/.40 | .36/.40/.40/.39; 101 taps .089/.092/.091/.092 | .096/.096/.096/.093
+_THREADS = 256  # threads per block of stencil_uniform and the row-wise kernels
+# stencil_uniform: OUTPUTS samples per thread, a block width apart, taps through L1 (or
+# staged in shared memory). stencil_blocked: BLOCK_R consecutive samples per thread from
+# registers, used from BLOCKED_FROM taps. Kernel alone, x a device copy, 100,000 x 1,000
+# float64, on an H200 (copy 1,562 GB/s), for 3 / 5 / 9 / 21 / 51 / 101 taps:
+#   uniform 2 outputs, L1      .711 .697 .598 .382 .168 .083
+#   uniform 2 outputs, shared  .655 .604 .537 .376 .174 .086
+#   blocked R = 3              .567 .502 .438 .337 .175 .065
+#   blocked R = 5              .575 .524 .443 .335 .183 .090
+#   blocked R = 7              .631 .573 .499 .337 .172 .096
+#   blocked R = 9 / 11         .648 / .630 ... .314 / .302 .150 / .145 .080 / .075
+# (on an H100 earlier, 1/2/4/8 outputs of the uniform kernel: 3 taps .62-.69, 21 taps
+# .36-.41, 101 taps .089-.096). Neither layout is bound by the copy beyond ~9 taps; the
+# blocked kernel is kept for the widest stencils, where it leads by up to 15 %.
 OUTPUTS = 2
-SHARED_FROM = 41
-# stencil_blocked: R consecutive samples per thread (odd), used from BLOCKED_FROM taps
+SHARED_FROM = 41  # used by the uniform kernel only when a plan forces it (measurements)
 BLOCK_R = 7
-BLOCKED_FROM = 5
+BLOCKED_FROM = 41
 _BLOCK_THREADS_MAX = 256
 _SHARED_MAX = 48 << 10  # dynamic shared memory a launch may ask for without opting in
 
@@ -180,6 +191,75 @@ __global__ void stencil_banded(const T* __restrict__ y, const double* __restrict
     if (acc != acc) *flag = 1;
     out[base + col] = (T)acc;
 }
+
+// out (rows, k) = sum_j a[t, j] y[r, t + j] for t < k = n - w + 1, every product and sum
+// rounded on its own (no fused multiply-add), in tap order: the numba rows' numbers
+template <typename T>
+__global__ void window_sums(const T* __restrict__ y, const double* __restrict__ a, long long n,
+                            int w, long long k, long long total, double* __restrict__ out) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    const long long r = i / k;
+    const long long t = i - r * k;
+    const T* ys = y + r * n + t;
+    const double* at = a + t * w;
+    double acc = __dmul_rn(at[0], (double)ys[0]);
+    for (int j = 1; j < w; ++j) acc = __dadd_rn(acc, __dmul_rn(at[j], (double)ys[j]));
+    out[i] = acc;
+}
+
+// ascending bitonic sort of s[0:m2] (m2 a power of two) by the whole block
+template <typename T>
+__device__ void block_bitonic(T* s, int m2) {
+    for (int k = 2; k <= m2; k <<= 1) {
+        for (int j = k >> 1; j > 0; j >>= 1) {
+            for (int i = threadIdx.x; i < m2; i += blockDim.x) {
+                const int p = i ^ j;
+                if (p > i) {
+                    const T a = s[i];
+                    const T b = s[p];
+                    if ((a > b) == ((i & k) == 0)) {
+                        s[i] = b;
+                        s[p] = a;
+                    }
+                }
+            }
+            __syncthreads();
+        }
+    }
+}
+
+// per row of e (rows, m): the median, then the median of |e - median|; NaN for rows
+// holding NaN. One block per row, the row sorted in shared memory (m2 >= m, padded with
+// +inf); an even count takes the mean of the two middle values, as np.median.
+template <typename T>
+__global__ void median_mad(const T* __restrict__ e, long long m, int m2, T* __restrict__ med,
+                           T* __restrict__ mad) {
+    extern __shared__ double smem_m[];
+    T* s = reinterpret_cast<T*>(smem_m);
+    const T inf = (T)(1.0 / 0.0);
+    const T* er = e + (long long)blockIdx.x * m;
+    int nan = 0;
+    for (int i = threadIdx.x; i < m2; i += blockDim.x) {
+        const T v = i < m ? er[i] : inf;
+        nan |= (v != v);
+        s[i] = v;
+    }
+    nan = __syncthreads_or(nan);
+    block_bitonic(s, m2);
+    const long long h = m / 2;
+    const T c = (m & 1) ? s[h] : (T)0.5 * (s[h - 1] + s[h]);
+    __syncthreads();
+    for (int i = threadIdx.x; i < m2; i += blockDim.x) s[i] = i < m ? fabs(er[i] - c) : inf;
+    __syncthreads();
+    block_bitonic(s, m2);
+    if (threadIdx.x == 0) {
+        const T d = (m & 1) ? s[h] : (T)0.5 * (s[h - 1] + s[h]);
+        const T qnan = (T)(0.0 / 0.0);
+        med[blockIdx.x] = nan ? qnan : c;
+        mad[blockIdx.x] = nan ? qnan : d;
+    }
+}
 """
 
 _TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
@@ -249,14 +329,54 @@ def any_nan(y: Any) -> bool:
     return bool(_nan_reduction()(y).item())
 
 
+def window_sums(y2: Any, a: np.ndarray) -> Any:
+    """(rows, n - w + 1) float64: row r of CuPy y2 (rows, n) through the per-point weights
+    a (n - w + 1, w), each product and sum rounded separately (the CPU's numbers)."""
+    import cupy as cp
+
+    y2 = cp.ascontiguousarray(y2)
+    if y2.dtype not in _TYPES:
+        y2 = y2.astype(cp.float64)
+    rows, n = y2.shape
+    k, w = a.shape
+    out = cp.empty((rows, k), dtype=cp.float64)
+    total = rows * k
+    if total:
+        args = (y2, _upload(a, np.float64), np.int64(n), np.int32(w), np.int64(k))
+        name = f"window_sums<{_TYPES[y2.dtype]}>"
+        grid = (-(-total // _THREADS),)
+        _function(name)(grid, (_THREADS,), (*args, np.int64(total), out))
+    return out
+
+
+MEDIAN_MAX = 4096  # longest row median_mad sorts in shared memory (32 KiB of float64)
+
+
+def median_mad(e: Any) -> tuple[Any, Any]:
+    """Per row of CuPy e (rows, m), m <= MEDIAN_MAX: (median, median absolute deviation
+    from it), both (rows,) float64; NaN for rows holding NaN. The exact order statistics,
+    as np.median gives them."""
+    import cupy as cp
+
+    e = cp.ascontiguousarray(e, dtype=cp.float64)
+    rows, m = e.shape
+    if rows == 0 or m == 0:
+        return cp.full(rows, cp.nan), cp.full(rows, cp.nan)
+    med = cp.empty(rows, dtype=cp.float64)
+    mad = cp.empty(rows, dtype=cp.float64)
+    m2 = 1 << (m - 1).bit_length()
+    threads = min(512, max(32, m2 // 2))
+    args = (e, np.int64(m), np.int32(m2), med, mad)
+    _function("median_mad<double>")((rows,), (threads,), args, shared_mem=8 * m2)
+    return med, mad
+
+
 def uniform_plan(w: int, n: int, itemsize: int, variant: tuple | None = None) -> tuple:
     """How a uniform stencil of w taps runs on rows of n samples: (kernel template args,
     threads per block, samples per block, shared-memory bytes). ``variant`` forces
     ("uniform", outputs, shared) or ("blocked", r), for measurements."""
     if variant is None:
         variant = ("blocked", BLOCK_R) if w >= BLOCKED_FROM else ("uniform", OUTPUTS, False)
-        if w >= SHARED_FROM and variant[0] == "uniform":
-            variant = ("uniform", OUTPUTS, True)
     if variant[0] == "blocked":
         r = int(variant[1])
         # enough warps to cover the row in one block where it fits (no half-empty tiles)

@@ -26,6 +26,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from ._bandwidth import choose_window, warn_at_cap
+from ._bandwidth_xp import choose_window as choose_window_xp
 from ._localpoly import derivative_rows, fit_operator
 from ._stencil import (
     Stencil,
@@ -36,7 +37,7 @@ from ._stencil import (
     grid_key,
     local_window_starts,
 )
-from ._xp import to_numpy
+from ._xp import astype, is_cupy, namespace, to_numpy
 from .api import uniform_step
 from .registry import MethodParams, MethodSpec, Output, kernel_checks_nan, register
 
@@ -157,12 +158,18 @@ def _choose(y: Any, x: np.ndarray, order: int, params: SavgolParams, xp: Any) ->
     check_order(order, params)
     if params.window is not None:
         return {}
-    yh = np.asarray(to_numpy(y), dtype=np.float64)
-    y2 = yh.reshape(-1, yh.shape[-1])
     wmin = min_window(params.polyorder)
-    windows, _ = choose_window(y2, x, params.polyorder, order, wmin, params.max_window)
+    shape = y.shape[:-1]
+    dev = namespace(y)
+    if is_cupy(dev):  # chosen on the device, the windows (small) brought to the host
+        y2 = astype(dev.reshape(y, (-1, y.shape[-1])), dev.float64)
+        found = choose_window_xp(y2, x, params.polyorder, order, wmin, params.max_window, dev)
+        windows = to_numpy(found[0])
+    else:
+        y2 = np.asarray(to_numpy(y), dtype=np.float64).reshape(-1, y.shape[-1])
+        windows, _ = choose_window(y2, x, params.polyorder, order, wmin, params.max_window)
     warn_at_cap(windows, x.shape[0], params.max_window, "savgol")
-    return {"window": windows.reshape(yh.shape[:-1])}
+    return {"window": windows.reshape(shape)}
 
 
 def _apply(
