@@ -220,7 +220,7 @@ def test_cuda_launch_plan_for_uniform_stencils():
     assert kind == ("uniform", _cuda.OUTPUTS, False) and smem == 0
     w = _cuda.BLOCKED_FROM
     kind, threads, per, smem = _cuda.uniform_plan(w, 1000, 8)
-    assert kind == ("blocked", _cuda.BLOCK_R)
+    assert kind == ("blocked", _cuda.BLOCK_R, _cuda.BLOCK_GROUP)
     assert per >= 1000 and threads % 32 == 0 and threads * _cuda.BLOCK_R == per
     assert smem == 8 * w + (2 * per + w) * 8
     kind, threads, per, smem = _cuda.uniform_plan(101, 100_000, 4)

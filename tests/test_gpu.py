@@ -256,7 +256,15 @@ def test_choices_of_gpu_data_come_back_as_host_arrays():
 
 @pytest.mark.parametrize(
     "variant",
-    [("uniform", 2, False), ("uniform", 2, True), ("blocked", 3), ("blocked", 7), None],
+    [
+        ("uniform", 2, False),
+        ("uniform", 2, True),
+        ("blocked", 3, False),
+        ("blocked", 7, False),
+        ("blocked", 3, True),
+        ("blocked", 7, True),
+        None,
+    ],
     ids=lambda v: "default" if v is None else "-".join(map(str, v)),
 )
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -54,7 +54,8 @@ _THREADS = 256  # threads per block of stencil_uniform and the row-wise kernels
 OUTPUTS = 2
 SHARED_FROM = 41  # used by the uniform kernel only when a plan forces it (measurements)
 BLOCK_R = 7
-BLOCKED_FROM = 41
+BLOCK_GROUP = False  # R taps per unrolled step (True) or one tap per step
+BLOCKED_FROM = 21
 _BLOCK_THREADS_MAX = 256
 _SHARED_MAX = 48 << 10  # dynamic shared memory a launch may ask for without opting in
 
@@ -107,7 +108,7 @@ __global__ void stencil_uniform(const T* __restrict__ y, const double* __restric
     if (bad) *flag = 1;
 }
 
-template <typename T, int R>
+template <typename T, int R, bool GROUP>
 __global__ void stencil_blocked(const T* __restrict__ y, const double* __restrict__ c,
                                 const double* __restrict__ lft, const double* __restrict__ rgt,
                                 const long long* __restrict__ rows, int direct, long long n,
@@ -125,12 +126,14 @@ __global__ void stencil_blocked(const T* __restrict__ y, const double* __restric
     const long long base = (direct ? k : rows[k]) * n;
     const T* yr = y + base;
     for (int s = threadIdx.x; s < w; s += blockDim.x) cw[s] = c[s];
+#pragma unroll 4
     for (int s = threadIdx.x; s < per + w; s += blockDim.x) {
         const long long g = t0 - h + s;
         tile[s] = (g >= 0 && g < n) ? yr[g] : T(0);
     }
     __syncthreads();
-    // output t0 + l reads tile[l + j] for tap j; this thread's are l = l0 .. l0 + R - 1
+    // output t0 + l reads tile[l + j] for tap j; this thread's are l = l0 .. l0 + R - 1,
+    // and v holds tile[l0 + j .. l0 + j + R - 1] at tap j
     const int l0 = threadIdx.x * R;
     double acc[R];
     T v[R];
@@ -139,7 +142,28 @@ __global__ void stencil_blocked(const T* __restrict__ y, const double* __restric
         acc[r] = 0.0;
         v[r] = tile[l0 + r];
     }
-    for (int j = 0; j < w; ++j) {
+    int j = 0;
+    if (GROUP) {
+        // R taps at a time, unrolled: the window's next R samples read once, no moves
+        // but the R that hand the window on
+        for (; j + R <= w; j += R) {
+            T nx[R];
+#pragma unroll
+            for (int r = 0; r < R; ++r) nx[r] = tile[l0 + j + R + r];  // <= per + w - 1
+#pragma unroll
+            for (int t = 0; t < R; ++t) {
+                const double ct = cw[j + t];
+#pragma unroll
+                for (int r = 0; r < R; ++r) {
+                    const int q = r + t;
+                    acc[r] += ct * (double)(q < R ? v[q] : nx[q - R]);
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < R; ++r) v[r] = nx[r];
+        }
+    }
+    for (; j < w; ++j) {
         const double cj = cw[j];
 #pragma unroll
         for (int r = 0; r < R; ++r) acc[r] += cj * (double)v[r];
@@ -151,19 +175,33 @@ __global__ void stencil_blocked(const T* __restrict__ y, const double* __restric
 #pragma unroll
     for (int r = 0; r < R; ++r) {
         const long long col = t0 + l0 + r;
-        double a = acc[r];
+        const double a = acc[r];
+        if (col >= h && col < n - h) bad |= (a != a);
+        otile[l0 + r] = (T)a;  // the end points' are replaced below
+    }
+    // the end points of this stretch (left: cols < h, right: cols >= n - h), one per
+    // thread: an owner thread doing its R serially would hold the whole block at the
+    // barrier (measured: a third of the blocked kernel's stalls)
+    const long long lo_end = t0 < h ? h - t0 : 0;  // left end points here: [0, lo_end)
+    const long long r0 = (n - h) - t0 > 0 ? (n - h) - t0 : 0;  // right ones: [r0, r1)
+    const long long r1 = n - t0 < per ? n - t0 : per;
+    const long long nl = lo_end < per ? lo_end : per;
+    const long long nr = r1 > r0 ? r1 - r0 : 0;
+    __syncthreads();
+    for (long long q = threadIdx.x; q < nl + nr; q += blockDim.x) {
+        const long long local = q < nl ? q : r0 + (q - nl);
+        const long long col = t0 + local;
+        double a = 0.0;
         if (col < h) {
             const double* wt = lft + col * wl;
-            a = 0.0;
             for (int j = 0; j < wl; ++j) a += wt[j] * (double)yr[j];
-        } else if (col >= n - h && col < n) {
+        } else {
             const double* wt = rgt + (col - (n - h)) * wr;
             const T* ys = yr + (n - wr);
-            a = 0.0;
             for (int j = 0; j < wr; ++j) a += wt[j] * (double)ys[j];
         }
-        if (col < n) bad |= (a != a);
-        otile[l0 + r] = (T)a;
+        bad |= (a != a);
+        otile[local] = (T)a;
     }
     __syncthreads();
     for (int s = threadIdx.x; s < per; s += blockDim.x) {
@@ -229,9 +267,39 @@ __device__ void block_bitonic(T* s, int m2) {
     }
 }
 
+// |s[i] - c| for the i-th smallest of them over sorted s, p = the first index with
+// s[p] >= c: the values left of p taken from p - 1 down, those from p up, both ascending
+template <typename T>
+__device__ T dist_at(const T* s, long long p, long long i, bool left, T c) {
+    return left ? fabs(s[p - 1 - i] - c) : fabs(s[p + i] - c);
+}
+
+// the k-th smallest (from 0) of |s - c| over sorted s (m), p as above: the k-th of the
+// union of two ascending runs, by a binary search on how many of the first k + 1 are left
+template <typename T>
+__device__ T kth_distance(const T* s, long long m, long long p, T c, long long k) {
+    const long long na = p;
+    const long long nb = m - p;
+    long long lo = k + 1 - nb > 0 ? k + 1 - nb : 0;
+    long long hi = k + 1 < na ? k + 1 : na;
+    while (lo < hi) {
+        const long long i = (lo + hi) / 2;  // i from the left run, k + 1 - i from the right
+        if (dist_at(s, p, i, true, c) < dist_at(s, p, k - i, false, c)) lo = i + 1;
+        else hi = i;
+    }
+    const long long j = k + 1 - lo;
+    T r = lo > 0 ? dist_at(s, p, lo - 1, true, c) : (T)0;
+    if (j > 0) {
+        const T b = dist_at(s, p, j - 1, false, c);
+        r = (lo > 0 && r > b) ? r : b;
+    }
+    return r;
+}
+
 // per row of e (rows, m): the median, then the median of |e - median|; NaN for rows
-// holding NaN. One block per row, the row sorted in shared memory (m2 >= m, padded with
-// +inf); an even count takes the mean of the two middle values, as np.median.
+// holding NaN. One block per row: the row sorted in shared memory (m2 >= m, padded with
+// +inf), then the deviations' order statistics read off the sorted row (no second sort);
+// an even count takes the mean of the two middle values, as np.median.
 template <typename T>
 __global__ void median_mad(const T* __restrict__ e, long long m, int m2, T* __restrict__ med,
                            T* __restrict__ mad) {
@@ -247,14 +315,17 @@ __global__ void median_mad(const T* __restrict__ e, long long m, int m2, T* __re
     }
     nan = __syncthreads_or(nan);
     block_bitonic(s, m2);
-    const long long h = m / 2;
-    const T c = (m & 1) ? s[h] : (T)0.5 * (s[h - 1] + s[h]);
-    __syncthreads();
-    for (int i = threadIdx.x; i < m2; i += blockDim.x) s[i] = i < m ? fabs(er[i] - c) : inf;
-    __syncthreads();
-    block_bitonic(s, m2);
     if (threadIdx.x == 0) {
-        const T d = (m & 1) ? s[h] : (T)0.5 * (s[h - 1] + s[h]);
+        const long long h = m / 2;
+        const T c = (m & 1) ? s[h] : (T)0.5 * (s[h - 1] + s[h]);
+        long long lo = 0, hi = m;  // p: the first index with s[p] >= c
+        while (lo < hi) {
+            const long long mid = (lo + hi) / 2;
+            if (s[mid] < c) lo = mid + 1;
+            else hi = mid;
+        }
+        T d = kth_distance(s, m, lo, c, h);
+        if (!(m & 1)) d = (T)0.5 * (kth_distance(s, m, lo, c, h - 1) + d);
         const T qnan = (T)(0.0 / 0.0);
         med[blockIdx.x] = nan ? qnan : c;
         mad[blockIdx.x] = nan ? qnan : d;
@@ -271,7 +342,7 @@ def kernel_names(dtype: Any) -> list[str]:
     return [
         f"stencil_uniform<{t},{OUTPUTS},false>",
         f"stencil_uniform<{t},{OUTPUTS},true>",
-        f"stencil_blocked<{t},{BLOCK_R}>",
+        f"stencil_blocked<{t},{BLOCK_R},{str(BLOCK_GROUP).lower()}>",
         f"stencil_banded<{t}>",
     ]
 
@@ -374,18 +445,21 @@ def median_mad(e: Any) -> tuple[Any, Any]:
 def uniform_plan(w: int, n: int, itemsize: int, variant: tuple | None = None) -> tuple:
     """How a uniform stencil of w taps runs on rows of n samples: (kernel template args,
     threads per block, samples per block, shared-memory bytes). ``variant`` forces
-    ("uniform", outputs, shared) or ("blocked", r), for measurements."""
+    ("uniform", outputs, shared) or ("blocked", r, group), for measurements."""
     if variant is None:
-        variant = ("blocked", BLOCK_R) if w >= BLOCKED_FROM else ("uniform", OUTPUTS, False)
+        variant = (
+            ("blocked", BLOCK_R, BLOCK_GROUP) if w >= BLOCKED_FROM else ("uniform", OUTPUTS, False)
+        )
     if variant[0] == "blocked":
         r = int(variant[1])
+        group = bool(variant[2]) if len(variant) > 2 else False
         # enough warps to cover the row in one block where it fits (no half-empty tiles)
         warps = -(-n // (32 * r))
         threads = min(_BLOCK_THREADS_MAX, 32 * warps)
         per = threads * r
         smem = 8 * w + (2 * per + w) * itemsize
         if smem <= _SHARED_MAX:
-            return ("blocked", r), threads, per, smem
+            return ("blocked", r, group), threads, per, smem
         variant = ("uniform", OUTPUTS, False)  # too wide to stage: through L1
     _, p, shared = variant
     per = _THREADS * int(p)
@@ -450,7 +524,7 @@ def apply(
                 flag,
             )
             if kind[0] == "blocked":
-                name = f"stencil_blocked<{t},{kind[1]}>"
+                name = f"stencil_blocked<{t},{kind[1]},{str(kind[2]).lower()}>"
             else:
                 name = f"stencil_uniform<{t},{kind[1]},{str(kind[2]).lower()}>"
             _function(name)((int(rows.size * tiles),), (threads,), args, shared_mem=smem)
