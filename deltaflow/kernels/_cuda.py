@@ -54,8 +54,8 @@ _THREADS = 256  # threads per block of stencil_uniform and the row-wise kernels
 OUTPUTS = 2
 SHARED_FROM = 41  # used by the uniform kernel only when a plan forces it (measurements)
 BLOCK_R = 7
-BLOCK_GROUP = False  # R taps per unrolled step (True) or one tap per step
-BLOCKED_FROM = 21
+BLOCK_GROUP = True  # R taps per unrolled step (True) or one tap per step
+BLOCKED_FROM = 11
 _BLOCK_THREADS_MAX = 256
 _SHARED_MAX = 48 << 10  # dynamic shared memory a launch may ask for without opting in
 
