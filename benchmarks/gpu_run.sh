@@ -20,7 +20,9 @@ python3 -c "import cupy, numpy, numba, dask, xarray, zarr; print('cupy', cupy.__
 'numpy', numpy.__version__, 'numba', numba.__version__, 'dask', dask.__version__, \
 'xarray', xarray.__version__, 'zarr', zarr.__version__)"
 python3 benchmarks/gpu_parts.py 2>&1 | tee "$OUT/gpu_parts.log"
-python3 -m pytest tests/test_gpu.py tests/test_device.py -q --tb=short -p no:cacheprovider -n 4 \
+XDIST=""
+python3 -c "import xdist" 2>/dev/null && XDIST="-n 4"  # the tests in 4 processes if it can
+python3 -m pytest tests/test_gpu.py tests/test_device.py -q --tb=short -p no:cacheprovider $XDIST \
     >"$OUT/pytest.log" 2>&1
 rc=$?
 tail -n 30 "$OUT/pytest.log"

@@ -13,7 +13,8 @@ to the ``window`` samples around it. Near an end the window stays full and shift
 derivative-targeted plug-in rule (see ``_bandwidth``), bounded by ``max_window`` (a
 RuntimeWarning names the series whose window stopped there: long, densely sampled series
 need wider windows than the default cap); series that pick different windows each go
-through their own window's stencil in one pass.
+through their own window's stencil in one pass. For CuPy data the choice runs on the
+device (``_bandwidth_xp``) and only the windows come to the host.
 """
 
 from __future__ import annotations
