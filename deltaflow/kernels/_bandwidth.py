@@ -629,24 +629,40 @@ def plugin_window(
     variance and uncancelled bias keep the window from growing past what the ends bear.
     Rows whose statistics are not finite get ``wmin``.
     """
-    cands = np.arange(wmin, wmax + 1, 2)
-    q = bias_order(degree, deriv)
-    qe = degree + 1
-    coef = _plugin_coefficients(n, degree, deriv, wmin, wmax, kernel)
-    scales = np.array([h ** (2 * deriv), h ** (2 * (q - deriv)), h ** (2 * (qe - deriv))])
+    cands, var_c, bias_c, end_c, scales = plugin_terms(h, n, degree, deriv, wmin, wmax, kernel)
     out = np.empty(sigma.shape[0], dtype=np.int64)
     _plugin_rows(
         np.asarray(sigma, dtype=np.float64),
         np.asarray(rough, dtype=np.float64),
         np.asarray(rough_end, dtype=np.float64),
+        var_c,
+        bias_c,
+        end_c,
+        scales,
+        cands,
+        out,
+    )
+    return out
+
+
+def plugin_terms(
+    h: float, n: int, degree: int, deriv: int, wmin: int, wmax: int, kernel: str
+) -> tuple[np.ndarray, ...]:
+    """What the plug-in MSE of every candidate window takes besides the data: the odd
+    candidates (windows,) int64, the variance, centred-bias and end-bias factors (windows,)
+    and the spacing's scales of the three terms (3,)."""
+    cands = np.arange(wmin, wmax + 1, 2, dtype=np.int64)
+    q = bias_order(degree, deriv)
+    qe = degree + 1
+    coef = _plugin_coefficients(n, degree, deriv, wmin, wmax, kernel)
+    scales = np.array([h ** (2 * deriv), h ** (2 * (q - deriv)), h ** (2 * (qe - deriv))])
+    return (
+        cands,
         coef[0] + coef[2],
         np.ascontiguousarray(coef[1]),
         np.ascontiguousarray(coef[3]),
         scales,
-        cands.astype(np.int64),
-        out,
     )
-    return out
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")

@@ -9,7 +9,8 @@ another; the roughness and the plug-in as elementwise work over (rows, blocks) a
 (rows, windows). What depends on x alone comes from ``_bandwidth``'s caches. The numbers
 equal the numba path's but for the fits' rounding (their sums run in another order), so
 the windows agree except at exact ties of the plug-in; tests hold the two to each other
-on NumPy, which this module also takes.
+on NumPy, which this module also takes. NumPy keeps the numba rows: this whole-array form
+took 3.1 s against their 0.36 s on 20,000 x 1,000 (2 cores), its medians being full sorts.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from ._bandwidth import (
     _degree_blocks,
     _difference_weights,
     _key,
-    _plugin_coefficients,
     bias_order,
+    plugin_terms,
 )
 from ._xp import is_cupy
 
@@ -140,15 +141,13 @@ def plugin_window(
 ) -> Any:
     """``_bandwidth.plugin_window`` over a (rows, windows) table: the odd window of least
     plug-in MSE per row (the first on ties; ``wmin`` where any MSE is not finite)."""
-    cands = np.arange(wmin, wmax + 1, 2)
-    q = bias_order(degree, deriv)
-    qe = degree + 1
-    coef = _plugin_coefficients(n, degree, deriv, wmin, wmax, kernel)
-    s0, s1, s2_ = h ** (2 * deriv), h ** (2 * (q - deriv)), h ** (2 * (qe - deriv))
-    var_c, bias_c, end_c = (xp.asarray(c) for c in (coef[0] + coef[2], coef[1], coef[3]))
+    cands, var_c, bias_c, end_c, scales = plugin_terms(h, n, degree, deriv, wmin, wmax, kernel)
+    var_c, bias_c, end_c = (xp.asarray(c) for c in (var_c, bias_c, end_c))
+    k0, k1, k2 = (float(v) for v in scales)  # Python floats: no NumPy scalar meets CuPy
     s2 = sigma * sigma
-    v = s2[:, None] * var_c / s0 + rough[:, None] * bias_c * s1
-    v = v + rough_end[:, None] * end_c * s2_
+    # the terms in the numba rows' order of operations
+    v = s2[:, None] * var_c / k0 + rough[:, None] * bias_c * k1
+    v = v + rough_end[:, None] * end_c * k2
     ok = xp.all(xp.isfinite(v), axis=1)
     pick = xp.argmin(xp.where(xp.isfinite(v), v, xp.inf), axis=1)
     return xp.where(ok, xp.asarray(cands)[pick], int(cands[0]))
