@@ -37,8 +37,9 @@ COPY_FRACTION_TARGET = {"finite_difference": 0.5, "savgol": 0.5}
 CPU_SPEEDUP_TARGET = 20.0
 AGREEMENT_TARGET = 1e-10
 # rows beside each method's defaults: savgol with its window given, where no per-series
-# window choice (which runs on the host) stands between the data and the stencil kernel;
-# finite_difference without the NaN check (nan_policy='raise' reads the input once more)
+# window choice (on the device since commit cf158da) stands between the data and the
+# stencil kernel; finite_difference without the NaN check (nan_policy='raise' reads the
+# kernels' NaN flag back, once more a sync with the host)
 EXTRA_CASES = [("savgol", {"window": 21}), ("finite_difference", {"nan_policy": "propagate"})]
 
 
