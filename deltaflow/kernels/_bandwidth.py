@@ -42,6 +42,8 @@ from ._noise import difference_weights
 from ._stencil import run_rows
 
 NOISE_DIFF_ORDER = 6
+# the MAD of unit normal noise is 1 / this (1 / Phi^-1(3/4))
+NOISE_MAD_SCALE = 1.482602218505602
 MAX_BLOCKS = 8
 # the noise correction of the roughness keeps at least this fraction of the raw estimate
 ROUGHNESS_FLOOR = 1e-3
@@ -77,7 +79,7 @@ def noise_sigma(y2: np.ndarray, x: np.ndarray, m: int = NOISE_DIFF_ORDER) -> np.
     a = _difference_weights(_key(x), m)  # (n - m, m + 1), unit norm
     out = np.empty((y2.shape[0], 1))
     run_rows(_mad_rows, np.ascontiguousarray(y2, dtype=np.float64), out, a)
-    return 1.482602218505602 * out[:, 0]
+    return NOISE_MAD_SCALE * out[:, 0]
 
 
 @lru_cache(maxsize=16)

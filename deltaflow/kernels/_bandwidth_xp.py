@@ -22,6 +22,7 @@ import numpy as np
 
 from ._bandwidth import (
     NOISE_DIFF_ORDER,
+    NOISE_MAD_SCALE,
     NOISE_SHARE,
     ROUGHNESS_FLOOR,
     _block_bases,
@@ -33,8 +34,6 @@ from ._bandwidth import (
     plugin_terms,
 )
 from ._xp import is_cupy
-
-_MAD_SCALE = 1.482602218505602  # 1 / Phi^-1(3/4): the MAD of unit normal noise is 1 / this
 
 
 def _median_mad(e: Any, xp: ModuleType) -> tuple[Any, Any]:
@@ -68,7 +67,7 @@ def noise_sigma(y2: Any, x: np.ndarray, xp: ModuleType, m: int = NOISE_DIFF_ORDE
             term = xp.asarray(np.ascontiguousarray(a[:, i])) * y2[:, i : n - m + i]
             e = term if e is None else e + term
     _, mad = _median_mad(e, xp)
-    return _MAD_SCALE * mad
+    return NOISE_MAD_SCALE * mad
 
 
 def block_moments(y2: Any, x: np.ndarray, deg: int, nb_max: int, xp: ModuleType) -> tuple:

@@ -39,22 +39,20 @@ from .registry import NaNInInput
 
 _THREADS = 256  # threads per block of stencil_uniform and the row-wise kernels
 # stencil_uniform: OUTPUTS samples per thread, a block width apart, taps through L1 (or
-# staged in shared memory). stencil_blocked: BLOCK_R consecutive samples per thread from
-# registers, used from BLOCKED_FROM taps. Kernel alone, x a device copy, 100,000 x 1,000
-# float64, on an H200 (copy 1,562 GB/s), for 3 / 5 / 9 / 21 / 51 / 101 taps:
-#   uniform 2 outputs, L1      .711 .697 .598 .382 .168 .083
-#   uniform 2 outputs, shared  .655 .604 .537 .376 .174 .086
-#   blocked R = 3              .567 .502 .438 .337 .175 .065
-#   blocked R = 5              .575 .524 .443 .335 .183 .090
-#   blocked R = 7              .631 .573 .499 .337 .172 .096
-#   blocked R = 9 / 11         .648 / .630 ... .314 / .302 .150 / .145 .080 / .075
-# (on an H100 earlier, 1/2/4/8 outputs of the uniform kernel: 3 taps .62-.69, 21 taps
-# .36-.41, 101 taps .089-.096). Neither layout is bound by the copy beyond ~9 taps; the
-# blocked kernel is kept for the widest stencils, where it leads by up to 15 %.
+# staged in shared memory when a measurement asks). stencil_blocked: BLOCK_R consecutive
+# samples per thread from registers, BLOCK_GROUP: BLOCK_R taps per unrolled step; used from
+# BLOCKED_FROM taps. Kernel alone, x a device copy, 100,000 x 1,000 float64, on an H200
+# (copy 1,622 GB/s; benchmarks/gpu_parts.py at b332067), for 3 / 5 / 9 / 21 / 51 / 101 taps:
+#   uniform 2 outputs, L1          .694 .680 .586 .375 .163 .080
+#   uniform 2 outputs, shared      .634 .587 .524 .365 .168 .083
+#   blocked R = 7, one tap a step  .565 .534 .505 .438 .279 .143
+#   blocked R = 7, 7 taps a step   .611 .590 .561 .482 .328 .182
+#   blocked R = 3 / 9 / 11, R taps a step, at 21 / 51 / 101 taps: .435 .277 .140 /
+#   .484 .323 .168 / .471 .349 .172
+# The L1 kernel is bound by L1 traffic from about 9 taps on (Nsight Compute: 93 % at 21).
 OUTPUTS = 2
-SHARED_FROM = 41  # used by the uniform kernel only when a plan forces it (measurements)
 BLOCK_R = 7
-BLOCK_GROUP = True  # R taps per unrolled step (True) or one tap per step
+BLOCK_GROUP = True
 BLOCKED_FROM = 11
 _BLOCK_THREADS_MAX = 256
 _SHARED_MAX = 48 << 10  # dynamic shared memory a launch may ask for without opting in
@@ -336,17 +334,6 @@ __global__ void median_mad(const T* __restrict__ e, long long m, int m2, T* __re
 _TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 
-def kernel_names(dtype: Any) -> list[str]:
-    """Every instantiation :func:`apply` may launch for ``dtype`` with the settings above."""
-    t = _TYPES[np.dtype(dtype)]
-    return [
-        f"stencil_uniform<{t},{OUTPUTS},false>",
-        f"stencil_uniform<{t},{OUTPUTS},true>",
-        f"stencil_blocked<{t},{BLOCK_R},{str(BLOCK_GROUP).lower()}>",
-        f"stencil_banded<{t}>",
-    ]
-
-
 @functools.cache
 def _function(name: str) -> Any:
     """The compiled kernel ``name`` (one instantiation per NVRTC module, so a call
@@ -452,7 +439,7 @@ def uniform_plan(w: int, n: int, itemsize: int, variant: tuple | None = None) ->
         )
     if variant[0] == "blocked":
         r = int(variant[1])
-        group = bool(variant[2]) if len(variant) > 2 else False
+        group = bool(variant[2])
         # enough warps to cover the row in one block where it fits (no half-empty tiles)
         warps = -(-n // (32 * r))
         threads = min(_BLOCK_THREADS_MAX, 32 * warps)

@@ -27,7 +27,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from ._xp import asarray_like, is_cupy, is_numpy
+from ._xp import any_nan, asarray_like, is_cupy, is_numpy
 from .registry import NaNInInput
 
 
@@ -397,7 +397,7 @@ def _apply_numpy(
         futs = [_pool().submit(func, y2, part, *args, out2, flag) for func, part, args in tasks]
         for f in futs:
             f.result()
-    if check_nan and flag[0] and bool(np.isnan(y2).any()):  # inf - inf also flags: confirm
+    if check_nan and flag[0] and any_nan(y2):  # inf - inf also flags: confirm
         raise NaNInInput("the data holds NaN")
     return out2.reshape(shape)
 
