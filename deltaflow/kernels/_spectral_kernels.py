@@ -214,12 +214,15 @@ def wrap_mismatch_rows(y, lw, rw, lstart, rstart, mad_normal, out):  # pragma: n
     value and slope (weights lw[j] (2, k) on the k samples from lstart[j]) minus the right
     fit's (rw[j] on those from rstart[j]); the wrap's differences over the interior ones'
     median absolute size (over ``mad_normal``), the larger of the two. Uniform grids pass
-    one set of weights broadcast over the points, irregular ones a set per point. The four
-    dot products of a point run together (reassociated sums, so they vectorise).
+    one set of weights (1, 2, k) for every point, irregular ones a set per point (1 + P, 2,
+    k), C-contiguous either way: a broadcast view (stride 0) kept the loop below scalar, 2-3x
+    slower. The four dot products of a point run together (reassociated sums, so they
+    vectorise).
     """
     rows, n = y.shape
     k = lw.shape[2]
     npts = lstart.shape[0] - 1
+    per_point = lw.shape[0] > 1
     dv = np.empty(npts)
     ds = np.empty(npts)
     scratch = np.empty(npts + 1 + _SAMPLE)
@@ -235,7 +238,8 @@ def wrap_mismatch_rows(y, lw, rw, lstart, rstart, mad_normal, out):  # pragma: n
         for j in range(npts + 1):
             ya = yr[lstart[j] : lstart[j] + k]
             yb = yr[rstart[j] : rstart[j] + k]
-            lv, ls, rv, rs = lw[j, 0], lw[j, 1], rw[j, 0], rw[j, 1]
+            jw = j if per_point else 0
+            lv, ls, rv, rs = lw[jw, 0], lw[jw, 1], rw[jw, 0], rw[jw, 1]
             av = 0.0
             bv = 0.0
             as_ = 0.0

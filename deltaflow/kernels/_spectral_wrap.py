@@ -74,8 +74,7 @@ def wrap_mismatch(y2: np.ndarray, kind: str, x: np.ndarray | None = None) -> np.
         )
     else:
         left, right, lstart, rstart = wrap_plan(n, kind)
-        shape = (lstart.shape[0],) + left.shape
-        lw, rw = np.broadcast_to(left, shape), np.broadcast_to(right, shape)
+        lw, rw = left[None], right[None]  # one set of weights for every point
     run_rows(_sk.wrap_mismatch_rows, y2, out, lw, rw, lstart, rstart, _MAD_NORMAL)
     return out
 
