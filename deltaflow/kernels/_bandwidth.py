@@ -516,17 +516,17 @@ def roughness(
     # per split, its first block (split b's blocks are consecutive) and the end
     first = np.r_[np.flatnonzero(np.r_[True, split[1:] != split[:-1]]), split.shape[0]]
     z, ss = moments
-    out = np.empty(rows)
-    _roughness_rows(
-        z, ss, factors, noise, first, np.asarray(sigma, dtype=np.float64), n, ncoef, out
-    )
-    return out
+    out = np.empty((rows, 1))
+    sig = np.ascontiguousarray(sigma, dtype=np.float64).reshape(rows)
+    run_rows(_roughness_rows, z, out, factors, noise, first, n, ncoef, row_args=(ss, sig))
+    return out[:, 0]
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def _roughness_rows(z, ss, factors, noise, first, sigma, n, ncoef, out):  # pragma: no cover
-    """Per row of z (rows, >= nk, >= ncoef) and ss (rows, >= nk): the roughness of
-    :func:`roughness` into out (rows,), NaN where sigma or the picked raw sum is not finite.
+def _roughness_rows(z, ss, sigma, factors, noise, first, n, ncoef, out):  # pragma: no cover
+    """Per row of z (rows, >= nk, >= ncoef), ss (rows, >= nk) and sigma (rows,): the
+    roughness of :func:`roughness` into out (rows, 1), NaN where sigma or the picked raw sum
+    is not finite (rows split over threads by ``run_rows``).
 
     Per block: the residual sum of squares of its fit (ss minus the squared projection,
     at least 0) and the sum of squares of the fit's derivative, |F z|^2; per split the sums
@@ -580,7 +580,7 @@ def _roughness_rows(z, ss, factors, noise, first, sigma, n, ncoef, out):  # prag
         corr = raw_b - s2 * noise[pick] if pick >= 0 else 0.0
         v = ROUGHNESS_FLOOR * raw_b
         v = max(corr, v) if corr == corr and v == v else np.nan
-        out[r] = v / n if np.isfinite(sigma[r]) and np.isfinite(raw_b) else np.nan
+        out[r, 0] = v / n if np.isfinite(sigma[r]) and np.isfinite(raw_b) else np.nan
 
 
 @lru_cache(maxsize=64)
