@@ -209,9 +209,11 @@ def _apply(
 
 
 def _checks_nan(params: SavgolParams) -> bool:
-    """A given window: apply finds NaN itself. An automatic one is chosen from the data
-    first, which must not see NaN, so callers check before."""
-    return params.window is not None
+    """``apply`` finds NaN itself (the stencil flags it as it writes), so callers skip their
+    own pass over the data. An automatic window is chosen first from data that may hold
+    NaN: the choice ignores NaNs in the noise estimate and gives a row with a NaN the
+    smallest window; the stencil then reports the NaN."""
+    return True
 
 
 def _footprint(order: int, params: SavgolParams) -> int:
