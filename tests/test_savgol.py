@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import xarray as xr
 from scipy.signal import savgol_filter
 
 import deltaflow as dfl
@@ -189,6 +190,25 @@ def test_nan_policies():
         y, x, method="savgol", nan_policy="propagate", return_choices=True
     )
     assert chosen["window"].shape == (2,) and np.all(chosen["window"] >= 5)
+
+
+@pytest.mark.parametrize("chunks", [None, {"t": 50}, {"s": 1}])
+def test_automatic_window_names_nan_found_by_the_stencil(chunks):
+    """With an automatic window the choice runs on the data as given and the stencil finds
+    the NaN (no separate pass): the error still names its index, with one window for all
+    series and with a window per series, in memory and through the Dask engine."""
+    x, y = _noisy_sin([0.001, 0.3, 0.03], n=150)
+    windows = dfl.differentiate_array(y, x, method="savgol", return_choices=True)[1]["window"]
+    assert np.unique(windows).size == 3  # the per-series stencil path
+    y[2, 97] = np.nan
+    for data in (y, y[2:]):  # several windows, then one
+        if chunks is None:
+            with pytest.raises(ValueError, match=rf"1 NaN\(s\), at index \({len(data) - 1}, 97\)"):
+                dfl.differentiate_array(data, x, method="savgol")
+        else:
+            da = xr.DataArray(data, dims=("s", "t"), coords={"t": x}).chunk(chunks)
+            with pytest.raises(ValueError, match=rf"first at index \({len(data) - 1}, 97\)"):
+                da.delta.differentiate("t", method="savgol").compute()
 
 
 def test_array_api_namespace_with_grouped_windows():
