@@ -262,6 +262,7 @@ def apply_dask(
     spec, order, p = plan.spec, plan.order, plan.params
     original = y.chunks
     nan_where = where if p.nan_policy == "raise" else None
+    deferred = spec.defers_nan_check(p, array_module(y))  # the kernel finds NaN as it writes
     extras: list[Any] = []
     if plan.halo is None:
         if len(y.chunks[ax]) > 1:
@@ -285,7 +286,9 @@ def apply_dask(
     keys_dt = choice_keys(plan, x) if per_series else []
     keys = tuple(k for k, _ in keys_dt)
     if plan.halo is not None and len(y.chunks[ax]) > 1 and keys:
-        extras = _choice_pass(plan, y, ax, x, keys_dt, where, nan_where)
+        # where the kernel reports NaN in the pass below, the choice pass (whose choice
+        # tolerates NaN) reads the data without a check of its own
+        extras = _choice_pass(plan, y, ax, x, keys_dt, where, None if deferred else nan_where)
     emit = bool(keys) and not extras and plan.choices
     outputs: list[tuple[Any, bool]] = [(y.dtype, True)]
     if plan.smoothed:
@@ -303,7 +306,7 @@ def apply_dask(
         outputs=outputs,
         extras=extras,
         nan_where=nan_where,
-        nan_deferred=spec.defers_nan_check(p, array_module(y)),
+        nan_deferred=deferred,
         segment_ok=_segment_check(x) if plan.halo is not None else None,
         name=f"deltaflow-{spec.name}",
         token=(plan.token, keys, emit),

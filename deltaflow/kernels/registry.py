@@ -39,7 +39,9 @@ The call contract, for y of shape (..., n) and x of shape (n,):
     A caller that relies on it skips its separate read pass over the data, runs the kernel
     inside :func:`nan_check_in_kernel` (the kernel asks :func:`kernel_checks_nan`), and on
     that exception runs its own check, which names where the NaN is. None: callers always
-    check first. Kernels called by other kernels (auto's candidates) never check.
+    check first. Kernels called by other kernels (auto's candidates) never check. A method
+    with a ``choose`` that sets it must choose without failing on data holding NaN (its
+    ``apply`` then reports the NaN): the choice runs unchecked before it.
 """
 
 from __future__ import annotations
