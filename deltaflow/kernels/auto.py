@@ -135,10 +135,11 @@ its best common smoothing in hindsight, 0.25-decade grid, auto_fit's ten familie
 samples, 6 series per case, 1 / 3 / 5 / 10 % noise; natural cubic over septic, interior):
 the cubic is ahead only on the Black-Scholes call (order 2: 0.96 / 0.82 / 0.74 / 0.42,
 order 1 0.79 at 10 %) and at 10 % on tanh and irregular sin (order 2: 0.90, 0.98); it is
-behind on every other case (1.1-1.9x on sin, damped, bump, two-frequency, chirp; 1.2-3.2x
-on exp; 2-11x on the cubic trend). Over the whole range its natural ends do better from
-3 % noise on in order 2 (0.28-0.52 on Black-Scholes, 0.56-0.72 on tanh and irregular sin,
-0.80-0.99 on sin, damped and two-frequency) and worse on exp, chirp and the cubic trend.
+behind in the other cases (1.2-2.4x on sin, damped, bump, two-frequency and chirp, up to
+1.3x on tanh and 2.1x on irregular sin, 1.2-3.2x on exp, 2-11x on the cubic trend). Over
+the whole range its natural ends do better at 5 and 10 % noise in order 2 (0.28-0.47 on
+Black-Scholes, 0.56-0.72 on tanh and irregular sin, 0.80-1.00 on sin, damped and
+two-frequency) and worse on exp, chirp and the cubic trend.
 On the peers' Black-Scholes call the septic's own best leaves order 2 at 1.27x (5 %) and
 1.72x (10 %) of the oracle-tuned peer (derivative's Kalman, a cubic spline): auto's misses
 there are the choice of spline, which nothing measured from the signal has told apart.
