@@ -112,6 +112,6 @@ SPEC = register(
         irregular=True,
         nan_omit=False,
         gpu=True,
-        checks_nan=lambda params: True,
+        checks_nan=True,
     )
 )

@@ -32,13 +32,12 @@ The call contract, for y of shape (..., n) and x of shape (n,):
     within ``api.BLOCK_CAP_BYTES``, so ``choose`` and ``apply`` must be thread-safe.
     Series are independent, so the result is the same (the batched == one-by-one contract).
 
-``checks_nan(params) -> bool``
-    True when, for these parameters, ``apply`` on NumPy or CuPy input can itself detect
-    NaN under ``nan_policy="raise"`` and raise ``NaNInInput`` (from its outputs, as it
-    writes them).
+``checks_nan: bool``
+    True when ``apply`` on NumPy or CuPy input can itself detect NaN under
+    ``nan_policy="raise"`` and raise ``NaNInInput`` (from its outputs, as it writes them).
     A caller that relies on it skips its separate read pass over the data, runs the kernel
     inside :func:`nan_check_in_kernel` (the kernel asks :func:`kernel_checks_nan`), and on
-    that exception runs its own check, which names where the NaN is. None: callers always
+    that exception runs its own check, which names where the NaN is. False: callers always
     check first. Kernels called by other kernels (auto's candidates) never check. A method
     with a ``choose`` that sets it must choose without failing on data holding NaN (its
     ``apply`` then reports the NaN): the choice runs unchecked before it.
@@ -119,16 +118,11 @@ class MethodSpec:
     has_smoothed: bool = False
     min_samples: Callable[[int, MethodParams], int] = field(default=lambda order, p: order + 1)
     block_bytes: int | None = None
-    checks_nan: Callable[[MethodParams], bool] | None = None
+    checks_nan: bool = False
 
     def defers_nan_check(self, params: MethodParams, xp: Any) -> bool:
         """Whether ``apply`` does the nan_policy='raise' check for arrays of ``xp``."""
-        return (
-            params.nan_policy == "raise"
-            and (is_numpy(xp) or is_cupy(xp))
-            and self.checks_nan is not None
-            and bool(self.checks_nan(params))
-        )
+        return self.checks_nan and params.nan_policy == "raise" and (is_numpy(xp) or is_cupy(xp))
 
     def takes_irregular(self, n: int) -> bool:
         """Whether it differentiates series of n samples on irregular x."""

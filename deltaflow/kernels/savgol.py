@@ -185,7 +185,7 @@ def _apply(
     check_order(order, params)
     windows = _windows(y, x, order, params, chosen)
     orders = (order, 0) if smoothed else (order,)
-    check = _checks_nan(params) and kernel_checks_nan(params)  # on the first pass only
+    check = kernel_checks_nan(params)  # on the first pass only
     if np.ndim(windows) == 0 or np.unique(windows).size == 1:
         w = int(np.ravel(windows)[0]) if np.ndim(windows) else int(windows)
         outs = [
@@ -206,14 +206,6 @@ def _apply(
         for i, k in enumerate(orders)
     ]
     return Output(outs[0], outs[1] if smoothed else None)
-
-
-def _checks_nan(params: SavgolParams) -> bool:
-    """``apply`` finds NaN itself (the stencil flags it as it writes), so callers skip their
-    own pass over the data. An automatic window is chosen first from data that may hold
-    NaN: the choice ignores NaNs in the noise estimate and gives a row with a NaN the
-    smallest window; the stencil then reports the NaN."""
-    return True
 
 
 def _footprint(order: int, params: SavgolParams) -> int:
@@ -239,6 +231,9 @@ SPEC = register(
         nan_omit=False,
         gpu=True,
         has_smoothed=True,
-        checks_nan=_checks_nan,
+        # the stencil flags NaN as it writes, so callers skip their own pass over the data;
+        # an automatic window is chosen first from data that may hold NaN (NaNs are ignored
+        # in the noise estimate, a row with a NaN gets the smallest window)
+        checks_nan=True,
     )
 )
