@@ -515,3 +515,22 @@ def test_rows_of_masks_exactly_and_groups_by_value_and_nan_pattern():
         for g in groups:
             assert np.unique(vals[g]).size == 1
             assert (m[g] == m[g[0]]).all()
+
+
+@pytest.mark.parametrize("d", [2, 3, 4])
+def test_end_correction_of_the_fit_alone_is_the_corrected_fit(d):
+    """Order 0 without the fit (smoothed once, corrected in place) gives exactly the
+    corrected fit that the general path returns next to any derivative."""
+    from deltaflow.kernels import _statespace as ss
+
+    x = _irregular(n=80, seed=63)
+    u, _ = ss.scaled(x)
+    rng = np.random.default_rng(64)
+    y = np.cos(2 * x) + x**d + 0.05 * rng.standard_normal((21, x.size))
+    obs = rng.random(x.size) > 0.1
+    ys = np.where(obs, y, 0.0)
+    g = ss.gains(u, obs, d, 1e-2)
+    alone, none = ss.end_correction(g, ys, 0, 1.0, False)
+    assert none is None
+    for order in (0, 1):
+        np.testing.assert_array_equal(alone, ss.end_correction(g, ys, order, 1.5, True)[1])

@@ -94,9 +94,7 @@ def _check_order(order: int, params: KalmanParams) -> int:
 
 def _usable(nan: np.ndarray, params: KalmanParams, d: int) -> np.ndarray:
     """Rows that get an estimate: NaN-free rows, and under 'omit' rows with enough samples."""
-    if params.nan_policy == "omit":
-        return (~nan).sum(axis=1) >= d + 2
-    return ~nan.any(axis=1)
+    return ss.usable_rows(nan, params.nan_policy == "omit", d)
 
 
 def _grid(n: int, d: int) -> np.ndarray:

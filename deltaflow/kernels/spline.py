@@ -127,9 +127,7 @@ def _dim(params: SplineParams) -> int:
 
 def _usable(nan: np.ndarray, params: SplineParams, m: int) -> np.ndarray:
     """Rows that get an estimate: NaN-free rows, and under 'omit' rows with enough samples."""
-    if params.nan_policy == "omit":
-        return (~nan).sum(axis=1) >= m + 2
-    return ~nan.any(axis=1)
+    return ss.usable_rows(nan, params.nan_policy == "omit", m)
 
 
 def _grid(n: int, m: int) -> np.ndarray:
