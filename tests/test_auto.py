@@ -372,3 +372,32 @@ def test_spectral_halves_keep_the_whole_series_extension():
     assert CANDIDATES[int(ch["method"])] == "spectral"
     true = -np.sin(x) - 14.7 * np.sin(7 * x)
     assert np.sqrt(np.mean((d - true) ** 2)) < 0.05 * np.sqrt(np.mean(true**2))
+
+
+@pytest.mark.parametrize("irregular", [False, True])
+def test_tunings_fitted_as_order_0_give_their_smoothed_signal_exactly(irregular):
+    """A tuning marked ``fit_is_order0`` has its halves fitted as the derivative of order 0
+    (one output instead of two): that must be bit for bit the smoothed output the derivative
+    orders give, with NaN rows and every grid value alike, or the cross-validation changes."""
+    from deltaflow.kernels import auto
+
+    rng = np.random.default_rng(91)
+    x = np.linspace(0.0, 3.0, 140)
+    if irregular:
+        x = np.sort(np.concatenate([[0.0, 3.0], rng.uniform(0.0, 3.0, 138)]))
+    y = np.sin(2 * x) + np.exp(0.3 * x) + 0.02 * rng.standard_normal((9, x.size))
+    y[4, 17] = np.nan
+    marked = [name for name, tn in auto.TUNINGS.items() if tn.fit_is_order0]
+    assert {"spline", "savgol"} <= set(marked)
+    for name in marked:
+        spec = get_method(name)
+        if irregular and not spec.takes_irregular(x.size):
+            continue
+        tn = auto.TUNINGS[name]
+        p = auto._cand_params(name)
+        for v in tn.grid(np.full(y.shape[0], 0.02), x.size)[::3]:
+            v = v.astype(np.int64) if tn.integer_odd else v
+            fit0 = spec.apply(y, x, 0, p, {tn.param: v}, np, False).derivative
+            for order in (1, 2):
+                sm = spec.apply(y, x, order, p, {tn.param: v}, np, True).smoothed
+                np.testing.assert_array_equal(fit0, sm)
