@@ -389,3 +389,29 @@ def test_the_roll_off_never_cuts_into_a_line_below_the_chosen_bin():
     d = dfl.differentiate_array(y[closed], x, method="spectral")
     truth = np.cos(x) + 2.1 * np.cos(7 * x)
     assert np.sqrt(np.mean((d - truth) ** 2)) < 0.004 * np.sqrt(np.mean(truth**2))
+
+
+@pytest.mark.parametrize("n", [120, 121, 500])
+def test_smoothed_with_extension_is_the_smoothed_output_of_choose_and_apply(n):
+    """auto's cross-validation fits the halves through ``smoothed_with_extension`` (each
+    extension's rows transformed once, no derivative): exactly the smoothed signal of
+    ``choose_with_extension`` then ``apply``, for every code (-1: free to choose), on regular
+    and irregular x, with the cutoff chosen or given."""
+    from deltaflow.kernels import spectral as sp
+
+    rng = np.random.default_rng(n)
+    x = np.linspace(0.0, 2 * np.pi, n)
+    xi = np.sort(np.concatenate([[0.0, 2 * np.pi], rng.uniform(0.0, 2 * np.pi, n - 2)]))
+    y = np.sin(x) + 0.4 * np.cos(3 * x) + 0.2 * x + 0.03 * rng.standard_normal((12, n))
+    codes = np.array([0, 1, 2, -1] * 3)
+    spec = get_method("spectral")
+    for xs, params in (
+        (x, spec.make_params({})),
+        (x, spec.make_params({"cutoff": 0.2})),
+        (xi, spec.make_params({})),
+    ):
+        for order in (1, 2):
+            fast = sp.smoothed_with_extension(y, xs, order, params, codes)
+            ch = sp.choose_with_extension(y, xs, order, params, codes)
+            want = spec.apply(y, xs, order, params, ch, np, True).smoothed
+            np.testing.assert_array_equal(fast, want)

@@ -203,7 +203,7 @@ from ._stencil import fornberg_weights, run_rows
 from ._xp import asarray_like, to_numpy
 from .api import uniform_step
 from .registry import MethodParams, MethodSpec, Output, get_method, register, registered
-from .spectral import choose_with_extension
+from .spectral import smoothed_with_extension
 
 # every method auto may use, in order of preference on a tie (simplest first); the integer
 # code auto reports is the index into this tuple
@@ -522,12 +522,12 @@ def tune(
     x: np.ndarray,
     sigma: np.ndarray,
     order: int,
-    half_choices: Callable[[np.ndarray, np.ndarray], dict[str, Any]] | None = None,
+    half_fit: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(CV error (rows,), parameter for the full series (rows,) or None) of one candidate.
 
-    ``half_choices(y_half, x_half)``, for a candidate without a tuning, replaces its own
-    ``choose`` on the halves.
+    ``half_fit(y_half, x_half) -> fit``, for a candidate without a tuning, replaces its own
+    choice and smoothing of the halves.
     """
     spec = get_method(name)
     p = _cand_params(name)
@@ -535,15 +535,12 @@ def tune(
     if tn is None or not spec.has_smoothed:
         if not spec.has_smoothed:  # finite differences keep the data as they are
             return halves.error(lambda yh, xs: yh), None
-
-        def own(yh: np.ndarray, xs: np.ndarray) -> dict[str, Any]:
-            if half_choices is not None:
-                return half_choices(yh, xs)
-            return spec.choose(yh, xs, order, p, np) if spec.choose else {}
+        if half_fit is not None:
+            return halves.error(half_fit), None
 
         def smooth(yh: np.ndarray, xs: np.ndarray) -> np.ndarray:
-            out = spec.apply(yh, xs, order, p, own(yh, xs), np, True)
-            return np.asarray(to_numpy(out.smoothed))
+            own = spec.choose(yh, xs, order, p, np) if spec.choose else {}
+            return np.asarray(to_numpy(spec.apply(yh, xs, order, p, own, np, True).smoothed))
 
         return halves.error(smooth), None
     n_half = halves.parts[1][0].shape[-1]
@@ -683,19 +680,20 @@ def half_extension(extension: np.ndarray, part: int, n: int) -> np.ndarray:
 
 def _spectral_halves(
     extension: np.ndarray, x: np.ndarray, order: int
-) -> Callable[[np.ndarray, np.ndarray], dict[str, Any]]:
-    """Spectral's choices on each half with the whole series' extension (``half_extension``):
-    a half's own choice of extension can differ by chance (an odd half of a periodic series
-    taking the reflection made spectral lose the cross-validation it should win)."""
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Spectral's fit of each half with the whole series' extension (``half_extension``) and
+    its own cutoff for it: a half's own choice of extension can differ by chance (an odd half
+    of a periodic series taking the reflection made spectral lose the cross-validation it
+    should win)."""
     n = x.shape[0]
     p = _cand_params("spectral")
     ext = [half_extension(extension, part, n) for part in (0, 1)]
 
-    def choices(yh: np.ndarray, xs: np.ndarray) -> dict[str, Any]:
+    def fit(yh: np.ndarray, xs: np.ndarray) -> np.ndarray:
         part = 0 if xs[0] == x[0] else 1
-        return choose_with_extension(yh, xs, order, p, ext[part])
+        return smoothed_with_extension(yh, xs, order, p, ext[part])
 
-    return choices
+    return fit
 
 
 def pick(err: np.ndarray, margin: float) -> np.ndarray:
@@ -729,10 +727,10 @@ def _choose(
             own = spec.choose(y2, x, order, _cand_params(name), np)
             for key, val in own.items():
                 chosen[f"{name}.{key}"] = np.asarray(to_numpy(val)).reshape(shape)
-        halves_choice = None
+        half_fit = None
         if name == "spectral" and "extension" in own:
-            halves_choice = _spectral_halves(own["extension"], x, order)
-        errs[c], value = tune(name, halves, x, scale, order, halves_choice)
+            half_fit = _spectral_halves(own["extension"], x, order)
+        errs[c], value = tune(name, halves, x, scale, order, half_fit)
         if name == "spline" and value is not None:
             value = _blend_ml(value, y2, x, order, sigma / np.where(spread > 0, spread, 1.0))
         if value is not None:

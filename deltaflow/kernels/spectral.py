@@ -711,6 +711,19 @@ def _choose(
     return out
 
 
+def _only_extension(params: SpectralParams, n: int, rows: int) -> np.ndarray:
+    """The extension codes (rows,) of series of n samples when there is one to take."""
+    return np.full(rows, EXTENSIONS.index(_kinds(params, n)[0]), dtype=np.int64)
+
+
+def _own_extension(y2: np.ndarray, x: np.ndarray, order: int, params: SpectralParams) -> np.ndarray:
+    """Each row's own choice of extension (codes (rows,)), as :func:`_choose` makes it."""
+    kinds = _kinds(params, y2.shape[-1])
+    if len(kinds) == 1:
+        return _only_extension(params, y2.shape[-1], y2.shape[0])
+    return np.asarray(_choose(y2, x, order, params, np)["extension"], dtype=np.int64).reshape(-1)
+
+
 def choose_with_extension(
     y: np.ndarray, x: np.ndarray, order: int, params: SpectralParams, extension: np.ndarray
 ) -> dict[str, np.ndarray]:
@@ -729,11 +742,48 @@ def choose_with_extension(
     if free.size:
         own = _choose(y2[free], x, order, params, np)
         cut[free] = own["cutoff"]
-        code[free] = own.get("extension", np.zeros(free.size, dtype=np.int64))
+        code[free] = own.get("extension", _only_extension(params, x.shape[0], free.size))
     for c in np.unique(ext[ext >= 0]):
         rows = np.flatnonzero(ext == c)
         cut[rows] = _kind_spectrum(y2[rows], x, h, order, params, EXTENSIONS[int(c)])[2]
     return {"cutoff": cut, "extension": code}
+
+
+def smoothed_with_extension(
+    y: np.ndarray, x: np.ndarray, order: int, params: SpectralParams, extension: np.ndarray
+) -> np.ndarray:
+    """The smoothed signal (rows, n) that ``apply`` gives with :func:`choose_with_extension`'s
+    choices, the same values, for ``auto``'s cross-validation of the halves (it needs only the
+    fit): on regular x each given extension's rows are prepared and transformed once, their
+    cutoff chosen from those bins and only the fit transformed back (two transforms where
+    choosing and applying take four; at half lengths such as 500, whose reflection period 998
+    has the prime factor 499, each costs ~6x one of 1,000). Rows free to choose (code -1)
+    get their extension from :func:`_choose` first; irregular x takes the general path."""
+    h = _step(x, params)
+    y2 = np.asarray(y, dtype=np.float64).reshape(-1, y.shape[-1])
+    ext = np.asarray(extension, dtype=np.int64).reshape(-1)
+    if h is None:
+        chosen = choose_with_extension(y2, x, order, params, ext)
+        return _apply(y2, x, order, params, chosen, np, True).smoothed
+    free = np.flatnonzero(ext < 0)
+    if free.size:  # their own extension (each row's cutoff for it is found again below)
+        ext = ext.copy()
+        ext[free] = _own_extension(y2[free], x, order, params)
+    out = np.empty(y2.shape)
+    for c in np.unique(ext):
+        rows = np.flatnonzero(ext == c)
+        kind = EXTENSIONS[int(c)]
+        prep = _prepare(y2[rows], x, h, order, params, np, kind)
+        spec = _spectrum(prep, np)
+        if params.cutoff is not None:
+            cut = np.full(rows.size, float(params.cutoff))
+        else:
+            power = _power(spec, np)
+            floor = _top_median(power, np) / _median_ratio(kind)
+            cut = _choose_cutoff(power, floor, order, params.taper, np, kind)
+        fit = _filtered(prep, spec, y2.dtype, order, params, cut, np, True, derivative=False)
+        out[rows] = fit.smoothed
+    return out
 
 
 def _apply_one(
@@ -747,16 +797,31 @@ def _apply_one(
     xp: ModuleType,
     smoothed: bool,
 ) -> Output:
-    dt = y.dtype
     prep = _prepare(y, x, h, order, params, xp, kind)
     if prep.ls is not None:
         return _apply_ls(prep, x, order, params, cutoff, xp, smoothed)
-    spec = _spectrum(prep, xp)
+    return _filtered(prep, _spectrum(prep, xp), y.dtype, order, params, cutoff, xp, smoothed)
+
+
+def _filtered(
+    prep: _Prepared,
+    spec: Any,
+    dt: Any,
+    order: int,
+    params: SpectralParams,
+    cutoff: Any,
+    xp: ModuleType,
+    smoothed: bool,
+    derivative: bool = True,
+) -> Output:
+    """:func:`_apply_one` from the extension's rfft bins ``spec`` (regular x): each row's
+    gain, then the derivative of ``order`` (unless ``derivative`` is False: its inverse
+    transform skipped, ``Output.derivative`` None) and the smoothed signal, in dtype dt."""
     m = prep.m
     nb = spec.shape[-1]
     if cutoff is None:
         power = _power(spec, xp)
-        cutoff = _choose_cutoff(power, _floor(power, prep, xp), order, params.taper, xp, kind)
+        cutoff = _choose_cutoff(power, _floor(power, prep, xp), order, params.taper, xp, prep.kind)
     mult = (1j * _omega(m, prep.period)) ** order
     if order % 2 and m % 2 == 0:
         mult[-1] = 0.0  # the Nyquist bin has no sign: its odd derivative is undefined
@@ -785,12 +850,13 @@ def _apply_one(
         spec_d = filtered * asarray_like(mult, xp, dtype=cdt)
     fft = _fft(xp)
     kw = _workers(spec.size)
-    d = fft.irfft(spec_d, n=m, axis=-1, **kw)
-    d = prep.restrict(d, xp)
-    trend_deriv = prep.trend_deriv(xp)
-    if trend_deriv is not None:
-        d = d + trend_deriv
-    d = xp.astype(d, dt) if d.dtype != dt else d
+    d = None
+    if derivative:
+        d = prep.restrict(fft.irfft(spec_d, n=m, axis=-1, **kw), xp)
+        trend_deriv = prep.trend_deriv(xp)
+        if trend_deriv is not None:
+            d = d + trend_deriv
+        d = xp.astype(d, dt) if d.dtype != dt else d
     s = None
     if smoothed:
         s = prep.restrict(fft.irfft(filtered, n=m, axis=-1, **kw), xp)
