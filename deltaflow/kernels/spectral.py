@@ -647,14 +647,23 @@ def _kind_spectrum(
     """Power (rows, nb), noise floor (rows,), cutoff (rows,), FFT length and the median of
     the top half of the power (rows,, the floor's) of one extension."""
     prep = _prepare(y2, x, h, order, params, np, kind)
-    power = _power(_spectrum(prep, np), np)
-    med = _top_median(power, np)
-    floor = med / _median_ratio(kind)
-    if params.cutoff is not None:
-        cut = np.full(y2.shape[0], float(params.cutoff))
-    else:
-        cut = _choose_cutoff(power, floor, order, params.taper, np, kind)
+    power, floor, cut, med = _bins_cutoff(prep, _spectrum(prep, np), order, params)
     return power, floor, cut, prep.m, med
+
+
+def _bins_cutoff(
+    prep: _Prepared, spec: np.ndarray, order: int, params: SpectralParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Power (rows, nb), noise floor (rows,), cutoff (rows,: given or chosen) and the top
+    half's median power (rows,) from the rfft bins ``spec`` of the extension ``prep``."""
+    power = _power(spec, np)
+    med = _top_median(power, np)
+    floor = med / _median_ratio(prep.kind)
+    if params.cutoff is not None:
+        cut = np.full(power.shape[0], float(params.cutoff))
+    else:
+        cut = _choose_cutoff(power, floor, order, params.taper, np, prep.kind)
+    return power, floor, cut, med
 
 
 def _choose(
@@ -716,14 +725,6 @@ def _only_extension(params: SpectralParams, n: int, rows: int) -> np.ndarray:
     return np.full(rows, EXTENSIONS.index(_kinds(params, n)[0]), dtype=np.int64)
 
 
-def _own_extension(y2: np.ndarray, x: np.ndarray, order: int, params: SpectralParams) -> np.ndarray:
-    """Each row's own choice of extension (codes (rows,)), as :func:`_choose` makes it."""
-    kinds = _kinds(params, y2.shape[-1])
-    if len(kinds) == 1:
-        return _only_extension(params, y2.shape[-1], y2.shape[0])
-    return np.asarray(_choose(y2, x, order, params, np)["extension"], dtype=np.int64).reshape(-1)
-
-
 def choose_with_extension(
     y: np.ndarray, x: np.ndarray, order: int, params: SpectralParams, extension: np.ndarray
 ) -> dict[str, np.ndarray]:
@@ -768,19 +769,14 @@ def smoothed_with_extension(
     free = np.flatnonzero(ext < 0)
     if free.size:  # their own extension (each row's cutoff for it is found again below)
         ext = ext.copy()
-        ext[free] = _own_extension(y2[free], x, order, params)
+        own = _choose(y2[free], x, order, params, np)
+        ext[free] = own.get("extension", _only_extension(params, x.shape[0], free.size))
     out = np.empty(y2.shape)
     for c in np.unique(ext):
         rows = np.flatnonzero(ext == c)
-        kind = EXTENSIONS[int(c)]
-        prep = _prepare(y2[rows], x, h, order, params, np, kind)
+        prep = _prepare(y2[rows], x, h, order, params, np, EXTENSIONS[int(c)])
         spec = _spectrum(prep, np)
-        if params.cutoff is not None:
-            cut = np.full(rows.size, float(params.cutoff))
-        else:
-            power = _power(spec, np)
-            floor = _top_median(power, np) / _median_ratio(kind)
-            cut = _choose_cutoff(power, floor, order, params.taper, np, kind)
+        cut = _bins_cutoff(prep, spec, order, params)[2]
         fit = _filtered(prep, spec, y2.dtype, order, params, cut, np, True, derivative=False)
         out[rows] = fit.smoothed
     return out
